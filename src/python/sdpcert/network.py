@@ -1,0 +1,443 @@
+"""The one-hidden-layer network that sdpcert certifies: ``f(x) = V σ(W x + b) + b2``.
+
+``TwoLayerNet`` is the single source of the weights for everything downstream (pair operators, SDP values,
+bounds, attacks). It keeps float64, C-contiguous, read-only copies, so a certificate computed from a model
+cannot be invalidated by someone editing the arrays afterwards, and its ``fingerprint()`` stays valid.
+
+Model files are ``.npz`` archives read with ``allow_pickle=False``: loading a model never runs code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelFileError, NonFiniteError, SdpcertError, ShapeError
+
+__all__ = ["TwoLayerNet", "ACTIVATIONS", "MODEL_FORMAT_VERSION"]
+
+#: Activation name -> L, the upper end of σ' ∈ [0, L] used by the certificate (DESIGN.md §1).
+ACTIVATIONS: dict[str, float] = {"relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
+
+#: Stored in every model file; bump it when the layout changes so old readers refuse new files.
+MODEL_FORMAT_VERSION = "sdpcert-twolayer-1"
+
+_WEIGHT_NAMES = ("W", "b", "V", "b2")
+_FILE_KEYS = (*_WEIGHT_NAMES, "activation", "format_version")
+# A .npz is a zip archive: local file header, or end-of-central-directory record for an empty archive.
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+# ----------------------------------------------------------------------------------------------- validation
+def _as_numeric_array(name: str, value: Any) -> np.ndarray:
+    """``np.asarray(value)``, refusing anything that is not real integers or floats (bool, complex, object...)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor; avoids importing torch here
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise ShapeError(f"{name} cannot be turned into a numeric array: {exc}") from exc
+    # 'i'/'u' signed/unsigned integers, 'f' floats; bool ('b'), complex ('c'), object ('O'), strings are refused
+    if arr.dtype.kind not in "iuf":
+        raise SdpcertError(f"{name} must hold real numbers (integer or float); got dtype {arr.dtype}")
+    return arr
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    bad = ~np.isfinite(arr)
+    count = int(bad.sum())
+    if count:
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise NonFiniteError(
+            f"{name} contains {count} non-finite value{'s' if count != 1 else ''} (NaN/inf); first at index {first}"
+        )
+
+
+def _frozen_float64(arr: np.ndarray) -> np.ndarray:
+    """A private float64, C-contiguous, read-only copy (a copy even when ``arr`` already is float64)."""
+    out = np.array(arr, dtype=np.float64, order="C", copy=True)
+    out.flags.writeable = False
+    return out
+
+
+def _normalize_activation(activation: Any) -> str:
+    name = activation.lower() if isinstance(activation, str) else activation
+    if name not in ACTIVATIONS:
+        raise SdpcertError(f"unknown activation {activation!r}; valid activations are {sorted(ACTIVATIONS)}")
+    return name
+
+
+# ----------------------------------------------------------------------------------------------- activations
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # exp(-|z|) never overflows, and both branches keep full relative precision in the tails.
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+_ACTIVATION_FUNCTIONS = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+}
+
+
+# ----------------------------------------------------------------------------------------------- the network
+class TwoLayerNet:
+    """One-hidden-layer network ``f(x) = V σ(W x + b) + b2`` with ``W: (m, d)``, ``V: (k, m)``.
+
+    Parameters
+    ----------
+    W, b, V, b2
+        Weights of shapes ``(m, d)``, ``(m,)``, ``(k, m)``, ``(k,)``, with ``m, d >= 1`` and ``k >= 2``.
+        Any real numeric array-like (or CPU torch tensor); stored as float64 read-only copies.
+    activation
+        ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
+
+    Raises ``ShapeError`` for wrong ranks or mismatched sizes, ``NonFiniteError`` for NaN/inf,
+    ``SdpcertError`` for a non-numeric dtype or an unknown activation.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> net = TwoLayerNet(rng.normal(size=(5, 3)), np.zeros(5), rng.normal(size=(2, 5)), np.zeros(2))
+    >>> net
+    TwoLayerNet(d=3, m=5, k=2, activation='relu')
+    >>> net.forward(np.ones(3)).shape
+    (2,)
+    """
+
+    def __init__(self, W: Any, b: Any, V: Any, b2: Any, activation: str = "relu") -> None:
+        self._activation = _normalize_activation(activation)
+        W, b, V, b2 = (_as_numeric_array(n, a) for n, a in zip(_WEIGHT_NAMES, (W, b, V, b2)))
+        self._check_shapes(W, b, V, b2)
+        for name, arr in zip(_WEIGHT_NAMES, (W, b, V, b2)):
+            _check_finite(name, arr)
+        self._W, self._b, self._V, self._b2 = (_frozen_float64(a) for a in (W, b, V, b2))
+        self._fingerprint: str | None = None
+
+    @staticmethod
+    def _check_shapes(W: np.ndarray, b: np.ndarray, V: np.ndarray, b2: np.ndarray) -> None:
+        for name, arr, want, ndim in (("W", W, "(m, d)", 2), ("b", b, "(m,)", 1), ("V", V, "(k, m)", 2),
+                                      ("b2", b2, "(k,)", 1)):
+            if arr.ndim != ndim:
+                raise ShapeError(f"{name} must have shape {want}; got a {arr.ndim}-D array of shape {arr.shape}")
+        m, d = W.shape
+        k = V.shape[0]
+        if m < 1 or d < 1:
+            raise ShapeError(f"W has shape {W.shape}; need m >= 1 hidden units and d >= 1 inputs")
+        if b.shape != (m,):
+            raise ShapeError(f"b has shape {b.shape} but W has shape {W.shape}: b must have shape ({m},)")
+        if V.shape[1] != m:
+            raise ShapeError(
+                f"V has shape {V.shape} but W has shape {W.shape}: V must have m = {m} columns, shape (k, {m})"
+            )
+        if k < 2:
+            raise ShapeError(f"V has shape {V.shape}: a classifier needs k >= 2 classes (rows of V)")
+        if b2.shape != (k,):
+            raise ShapeError(f"b2 has shape {b2.shape} but V has shape {V.shape}: b2 must have shape ({k},)")
+
+    # ------------------------------------------------------------------------------------------- properties
+    @property
+    def W(self) -> np.ndarray:
+        """First-layer weights, ``(m, d)`` float64, read-only."""
+        return self._W
+
+    @property
+    def b(self) -> np.ndarray:
+        """First-layer bias, ``(m,)`` float64, read-only."""
+        return self._b
+
+    @property
+    def V(self) -> np.ndarray:
+        """Second-layer weights, ``(k, m)`` float64, read-only."""
+        return self._V
+
+    @property
+    def b2(self) -> np.ndarray:
+        """Second-layer bias, ``(k,)`` float64, read-only."""
+        return self._b2
+
+    @property
+    def d(self) -> int:
+        """Input dimension."""
+        return self._W.shape[1]
+
+    @property
+    def m(self) -> int:
+        """Number of hidden units."""
+        return self._W.shape[0]
+
+    @property
+    def k(self) -> int:
+        """Number of classes."""
+        return self._V.shape[0]
+
+    @property
+    def activation(self) -> str:
+        """``"relu"``, ``"sigmoid"`` or ``"tanh"``."""
+        return self._activation
+
+    @property
+    def lipschitz(self) -> float:
+        """L with σ' ∈ [0, L]: 1 for relu and tanh, 0.25 for sigmoid (enters the certificate as εL/4)."""
+        return ACTIVATIONS[self._activation]
+
+    def __repr__(self) -> str:
+        return f"TwoLayerNet(d={self.d}, m={self.m}, k={self.k}, activation={self._activation!r})"
+
+    # ------------------------------------------------------------------------------------------- evaluation
+    def _validated_inputs(self, X: Any) -> np.ndarray:
+        arr = _as_numeric_array("X", X)
+        if arr.ndim not in (1, 2) or arr.shape[-1] != self.d:
+            raise ShapeError(
+                f"X must have shape (n, {self.d}) or ({self.d},) for this network (d = {self.d}); "
+                f"got shape {arr.shape} (flatten images first, e.g. X.reshape(len(X), -1))"
+            )
+        _check_finite("X", arr)
+        return np.asarray(arr, dtype=np.float64)
+
+    def hidden(self, X: Any) -> np.ndarray:
+        """Hidden activations ``σ(X Wᵀ + b)``: ``(n, m)`` for ``X`` of shape ``(n, d)``, ``(m,)`` for ``(d,)``.
+
+        >>> net = TwoLayerNet([[1.0], [-1.0]], [0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0])
+        >>> net.hidden([2.0])
+        array([2., 0.])
+        """
+        X = self._validated_inputs(X)
+        return _ACTIVATION_FUNCTIONS[self._activation](X @ self._W.T + self._b)
+
+    def forward(self, X: Any) -> np.ndarray:
+        """Logits ``V σ(W x + b) + b2`` in float64: ``(n, k)`` for ``X`` of shape ``(n, d)``, ``(k,)`` for ``(d,)``.
+
+        >>> net = TwoLayerNet([[1.0], [-1.0]], [0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]], [0.0, 0.5])
+        >>> net.forward([2.0])
+        array([2. , 0.5])
+        """
+        return self.hidden(X) @ self._V.T + self._b2
+
+    def logits(self, X: Any) -> np.ndarray:
+        """Same as :meth:`forward`."""
+        return self.forward(X)
+
+    def predict(self, X: Any) -> np.ndarray | int:
+        """Predicted class (argmax of the logits): int64 array ``(n,)``, or an ``int`` for a single ``(d,)`` input.
+
+        >>> net = TwoLayerNet([[1.0], [-1.0]], [0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]], [0.0, 0.5])
+        >>> net.predict([2.0]), net.predict([[2.0], [-2.0]]).tolist()
+        (0, [0, 1])
+        """
+        labels = np.argmax(self.forward(X), axis=-1)
+        return int(labels) if labels.ndim == 0 else labels.astype(np.int64)
+
+    def pair_difference(self, i: int, j: int) -> np.ndarray:
+        """``v = V[i] − V[j]`` (float64, ``(m,)``, a fresh writable array): the margin direction of pair (i, j).
+
+        >>> net = TwoLayerNet([[1.0]], [0.0], [[1.0], [3.0]], [0.0, 0.0])
+        >>> net.pair_difference(1, 0)
+        array([2.])
+        """
+        for name, idx in (("i", i), ("j", j)):
+            # Python's negative indexing would silently pick another class; refuse it.
+            if isinstance(idx, (bool, np.bool_)) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < self.k:
+                raise SdpcertError(f"class index {name} = {idx!r} is not an integer in [0, {self.k})")
+        if i == j:
+            raise SdpcertError(f"pair_difference needs two different classes; got i = j = {i}")
+        return self._V[i] - self._V[j]
+
+    def fingerprint(self) -> str:
+        """SHA-256 hex digest of the format, activation, shapes and raw float64 bytes of W, b, V, b2.
+
+        Equal fingerprints mean bit-identical models, so per-model SDP values can be cached under it.
+
+        >>> net = TwoLayerNet([[1.0]], [0.0], [[1.0], [3.0]], [0.0, 0.0])
+        >>> len(net.fingerprint())
+        64
+        """
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update(f"{MODEL_FORMAT_VERSION}|{self._activation}|".encode())
+            for name, arr in zip(_WEIGHT_NAMES, (self._W, self._b, self._V, self._b2)):
+                h.update(f"{name}{arr.shape}|".encode())
+                h.update(arr.astype("<f8", copy=False).tobytes())  # fixed byte order: same hash on any machine
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    # ------------------------------------------------------------------------------------------- torch
+    @classmethod
+    def from_torch(cls, module: Any, activation: str | None = None) -> "TwoLayerNet":
+        """Copy the weights of ``nn.Sequential([Flatten,] Linear, ReLU|Sigmoid|Tanh, Linear)``.
+
+        The activation is read from the module; if ``activation`` is also given it must agree.
+        A ``Linear`` without bias contributes a zero bias. Weights are copied to float64.
+
+        >>> import torch
+        >>> seq = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+        >>> TwoLayerNet.from_torch(seq)
+        TwoLayerNet(d=4, m=3, k=2, activation='tanh')
+        """
+        import torch
+        from torch import nn
+
+        torch_activations = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
+        expected = "nn.Sequential([nn.Flatten(),] nn.Linear, nn.ReLU | nn.Sigmoid | nn.Tanh, nn.Linear)"
+        if not isinstance(module, nn.Sequential):
+            raise SdpcertError(f"from_torch expects {expected}; got {type(module).__name__}")
+        layers = list(module)
+        if layers and type(layers[0]) is nn.Flatten:
+            if (layers[0].start_dim, layers[0].end_dim) != (1, -1):
+                raise SdpcertError(
+                    f"from_torch accepts only nn.Flatten() with start_dim=1, end_dim=-1; "
+                    f"got start_dim={layers[0].start_dim}, end_dim={layers[0].end_dim}"
+                )
+            layers = layers[1:]
+        found = ", ".join(type(layer).__name__ for layer in module)
+        if (
+            len(layers) != 3
+            or type(layers[0]) is not nn.Linear
+            or type(layers[1]) not in torch_activations
+            or type(layers[2]) is not nn.Linear
+        ):
+            raise SdpcertError(f"from_torch expects {expected}; got Sequential({found})")
+        inferred = torch_activations[type(layers[1])]
+        if activation is not None and _normalize_activation(activation) != inferred:
+            raise SdpcertError(f"activation={activation!r} was given but the module uses {type(layers[1]).__name__}")
+
+        def to_numpy(tensor: Any, size: int) -> np.ndarray:
+            if tensor is None:
+                return np.zeros(size)
+            return tensor.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+
+        first, second = layers[0], layers[2]
+        return cls(
+            to_numpy(first.weight, 0),
+            to_numpy(first.bias, first.out_features),
+            to_numpy(second.weight, 0),
+            to_numpy(second.bias, second.out_features),
+            activation=inferred,
+        )
+
+    def to_torch(self, dtype: Any = None) -> Any:
+        """A new ``nn.Sequential(Linear(d, m), act, Linear(m, k))`` holding copies of the weights.
+
+        ``dtype`` defaults to ``torch.float32``; pass ``torch.float64`` to reproduce :meth:`forward` exactly.
+
+        >>> import torch
+        >>> net = TwoLayerNet([[1.0]], [0.0], [[1.0], [3.0]], [0.0, 0.0])
+        >>> net.to_torch(torch.float64)(torch.ones(1, 1, dtype=torch.float64)).tolist()
+        [[1.0, 3.0]]
+        """
+        import torch
+        from torch import nn
+
+        dtype = torch.float32 if dtype is None else dtype
+        activation_module = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[self._activation]()
+        first = nn.Linear(self.d, self.m, dtype=dtype)
+        second = nn.Linear(self.m, self.k, dtype=dtype)
+        with torch.no_grad():
+            # .copy(): torch.from_numpy warns on read-only arrays, and the module must own its memory anyway
+            for param, arr in ((first.weight, self._W), (first.bias, self._b), (second.weight, self._V),
+                               (second.bias, self._b2)):
+                param.copy_(torch.from_numpy(arr.copy()))
+        return nn.Sequential(first, activation_module, second)
+
+    # ------------------------------------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model to ``path`` as an uncompressed ``.npz`` (no pickles); returns the path.
+
+        The exact name is kept (no ``.npz`` is appended) and the write is atomic (temp file + rename).
+
+        >>> import tempfile, pathlib
+        >>> net = TwoLayerNet([[1.0]], [0.0], [[1.0], [3.0]], [0.0, 0.0])
+        >>> p = net.save(pathlib.Path(tempfile.mkdtemp()) / "net.npz")
+        >>> TwoLayerNet.load(p).fingerprint() == net.fingerprint()
+        True
+        """
+        path = Path(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(
+                    handle,
+                    W=self._W, b=self._b, V=self._V, b2=self._b2,
+                    activation=np.array(self._activation),
+                    format_version=np.array(MODEL_FORMAT_VERSION),
+                )
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TwoLayerNet":
+        """Read a model written by :meth:`save`. Never unpickles; every problem is a ``ModelFileError``.
+
+        Refused: a missing file, something that is not an .npz archive, a truncated or corrupt archive,
+        missing arrays, another format version, object (pickled) arrays, inconsistent shapes, NaN/inf weights.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise ModelFileError(f"model file {path} does not exist")
+        if not path.is_file():
+            raise ModelFileError(f"model file {path} is not a regular file")
+        # We open the file ourselves: np.load(path) leaks its handle when the zip directory is unreadable.
+        with path.open("rb") as handle:
+            head = handle.read(4)
+            if head not in _ZIP_MAGICS:
+                raise ModelFileError(
+                    f"model file {path} is not an .npz (zip) archive: it starts with {head!r}, not b'PK\\x03\\x04'"
+                )
+            handle.seek(0)
+            try:
+                archive = np.load(handle, allow_pickle=False)
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
+                raise ModelFileError(
+                    f"model file {path} is truncated or corrupt: {type(exc).__name__}: {exc}"
+                ) from exc
+            with archive:
+                missing = [key for key in _FILE_KEYS if key not in archive.files]
+                if missing:
+                    raise ModelFileError(
+                        f"model file {path} lacks array(s) {missing}; it holds {sorted(archive.files)}, "
+                        f"a model file needs {list(_FILE_KEYS)}"
+                    )
+                arrays = {key: _read_member(archive, key, path) for key in _FILE_KEYS}
+        version = _read_string(arrays["format_version"], "format_version", path)
+        if version != MODEL_FORMAT_VERSION:
+            raise ModelFileError(
+                f"model file {path} has format version {version!r}; this sdpcert reads {MODEL_FORMAT_VERSION!r}"
+            )
+        activation = _read_string(arrays["activation"], "activation", path)
+        try:
+            return cls(*(arrays[name] for name in _WEIGHT_NAMES), activation=activation)
+        except SdpcertError as exc:
+            raise ModelFileError(f"model file {path} holds an invalid model: {exc}") from exc
+
+
+def _read_member(archive: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        return archive[key]
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():  # numpy refuses object arrays when allow_pickle=False
+            raise ModelFileError(
+                f"model file {path}: array {key!r} holds pickled Python objects (object dtype); "
+                f"refusing to unpickle it, sdpcert model files contain only numeric arrays"
+            ) from exc
+        raise ModelFileError(f"model file {path}: array {key!r} is corrupt: {exc}") from exc
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        raise ModelFileError(f"model file {path}: array {key!r} is truncated or corrupt: {exc}") from exc
+
+
+def _read_string(arr: np.ndarray, key: str, path: Path) -> str:
+    if arr.ndim != 0 or arr.dtype.kind != "U":
+        raise ModelFileError(
+            f"model file {path}: {key!r} must be a 0-d unicode string array; got dtype {arr.dtype}, shape {arr.shape}"
+        )
+    return str(arr[()])
