@@ -1,0 +1,24 @@
+// The Python module sdpcert._core: a thin layer over the headers in this folder. Topics register themselves
+// (register_*.cpp); numerics run with the GIL released.
+#include <pybind11/pybind11.h>
+
+#include "parallel.hpp"
+
+namespace py = pybind11;
+
+void register_operator(py::module_& m);
+void register_eigen(py::module_& m);
+void register_sdp(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "sdpcert numerical core: pair operators, Lanczos, the pair SDP solver and rigorous bounds";
+  m.def("available_threads", &sdpcert::available_threads, "OpenMP threads used across pairs by default");
+#ifdef SDPCERT_HAVE_OPENMP
+  m.attr("has_openmp") = true;
+#else
+  m.attr("has_openmp") = false;
+#endif
+  register_operator(m);
+  register_eigen(m);
+  register_sdp(m);
+}

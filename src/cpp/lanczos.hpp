@@ -1,0 +1,185 @@
+// Top eigenpair of (M_p - diag c_p) for a batch of pairs by Lanczos with full reorthogonalisation.
+//
+// All pairs step together so that each step's matvecs are two GEMMs with W (PairOperator). Convergence is by the
+// Ritz residual ||A x - theta x|| = beta_j |s_j| <= tol * scale (scale = largest |Ritz value| seen, an estimate of
+// ||A||). A converged Ritz value is an eigenvalue to within the residual but is NOT an upper bound on lambda_max:
+// rigorous bounds come from certify_bound.hpp only. Pairs that do not converge within max_iter matvecs, and
+// problems small enough that it is cheaper, fall back to a dense symmetric eigensolver.
+//
+// Example (C++):
+//   PairOperator op(W, vs, cs);
+//   LanczosResult r = top_eigenpairs(op, LanczosOptions{}, nullptr);
+//   r.values(p), r.vectors.col(p)
+#pragma once
+
+#include <Eigen/Eigenvalues>
+#include <random>
+#include <vector>
+
+#include "pair_operator.hpp"
+
+namespace sdpcert {
+
+enum class EigStatus : int { converged = 0, dense_small = 1, dense_fallback = 2 };
+
+inline const char* eig_status_name(EigStatus s) {
+  switch (s) {
+    case EigStatus::converged: return "converged";
+    case EigStatus::dense_small: return "dense_small";
+    case EigStatus::dense_fallback: return "dense_fallback";
+  }
+  return "unknown";
+}
+
+struct LanczosOptions {
+  double tol = 1e-8;       // relative residual tolerance
+  int max_iter = 600;      // matvecs per pair before the dense fallback
+  int basis_size = 80;     // Krylov basis size before an explicit restart from the top Ritz vector
+  int check_every = 4;     // solve the tridiagonal problem every this many steps
+  Index dense_below = 96;  // D below this: dense eigensolver directly
+  uint64_t seed = 0;       // random start / perturbation of warm starts (results are deterministic)
+};
+
+struct LanczosResult {
+  Vec values;                     // P top eigenvalue estimates (Ritz values; lower bounds up to rounding)
+  Mat vectors;                    // D x P unit vectors
+  Vec residuals;                  // P: ||A x - theta x||
+  Eigen::VectorXi iterations;     // P: matvecs used
+  std::vector<EigStatus> status;  // P
+};
+
+namespace detail {
+
+inline void dense_top_eigenpair(const PairOperator& op, Index p, LanczosResult& r, EigStatus status) {
+  Mat A = op.dense(p);
+  Eigen::SelfAdjointEigenSolver<Mat> es(A);
+  const Index D = A.rows();
+  r.values(p) = es.eigenvalues()(D - 1);
+  r.vectors.col(p) = es.eigenvectors().col(D - 1);
+  r.residuals(p) = (A * r.vectors.col(p) - r.values(p) * r.vectors.col(p)).norm();
+  r.status[p] = status;
+}
+
+struct LanczosState {
+  Mat Q;                  // D x basis_size
+  std::vector<double> alpha, beta;
+  Index j = 0;            // vectors in Q
+  int matvecs = 0;
+  double scale = 0.0;
+  bool done = false;
+};
+
+}  // namespace detail
+
+// `start`: optional D x P warm starts (e.g. the previous training step's eigenvectors). A small seeded random
+// component is mixed in so that a start orthogonal to the top eigenvector still finds it.
+inline LanczosResult top_eigenpairs(const PairOperator& op, const LanczosOptions& opt, const Mat* start) {
+  const Index D = op.rows(), P = op.pairs();
+  LanczosResult r;
+  r.values = Vec::Zero(P);
+  r.vectors = Mat::Zero(D, P);
+  r.residuals = Vec::Zero(P);
+  r.iterations = Eigen::VectorXi::Zero(P);
+  r.status.assign(P, EigStatus::converged);
+  if (P == 0) return r;
+  if (D < opt.dense_below) {
+    for (Index p = 0; p < P; ++p) detail::dense_top_eigenpair(op, p, r, EigStatus::dense_small);
+    return r;
+  }
+  const Index kmax = std::min<Index>(std::max(opt.basis_size, 8), D);
+  std::mt19937_64 rng(opt.seed ^ 0x5d9cULL);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<detail::LanczosState> st(P);
+  for (Index p = 0; p < P; ++p) {
+    st[p].Q.resize(D, kmax);
+    Vec x(D);
+    for (Index i = 0; i < D; ++i) x(i) = normal(rng);
+    x /= x.norm();
+    if (start != nullptr && start->col(p).allFinite() && start->col(p).norm() > 0) {
+      x = start->col(p) / start->col(p).norm() + 1e-2 * x;
+      x /= x.norm();
+    }
+    st[p].Q.col(0) = x;
+    st[p].j = 1;
+  }
+  std::vector<Index> active;
+  for (Index p = 0; p < P; ++p) active.push_back(p);
+  Mat X, Y;
+  while (!active.empty()) {
+    X.resize(D, static_cast<Index>(active.size()));
+    for (size_t q = 0; q < active.size(); ++q) {
+      const auto& s = st[active[q]];
+      X.col(q) = s.Q.col(s.j - 1);
+    }
+    op.perform_op(X, Y, active);
+    std::vector<Index> still;
+    for (size_t q = 0; q < active.size(); ++q) {
+      const Index p = active[q];
+      auto& s = st[p];
+      const Index j = s.j - 1;  // index of the vector just multiplied
+      Vec w = Y.col(q);
+      s.matvecs += 1;
+      const double a = s.Q.col(j).dot(w);
+      // Full reorthogonalisation, twice (DGKS): the Krylov basis stays orthonormal to working precision, which
+      // keeps Ritz values free of spurious copies in clustered spectra.
+      for (int pass = 0; pass < 2; ++pass) {
+        Vec h = s.Q.leftCols(j + 1).transpose() * w;
+        w.noalias() -= s.Q.leftCols(j + 1) * h;
+      }
+      const double b = w.norm();
+      s.alpha.push_back(a);
+      s.beta.push_back(b);
+      const Index k = j + 1;  // size of the tridiagonal matrix
+      const bool full = (k == kmax);
+      const bool breakdown = !(b > 1e-300) || !std::isfinite(b);
+      const bool check = full || breakdown || (k % opt.check_every == 0) || s.matvecs >= opt.max_iter;
+      bool finished = false;
+      if (check) {
+        Vec diag = Eigen::Map<Vec>(s.alpha.data(), k);
+        Vec sub = Eigen::Map<Vec>(s.beta.data(), k).head(k - 1);
+        Eigen::SelfAdjointEigenSolver<Mat> tri;
+        tri.computeFromTridiagonal(diag, sub, Eigen::ComputeEigenvectors);
+        const double theta = tri.eigenvalues()(k - 1);
+        const Vec sv = tri.eigenvectors().col(k - 1);
+        s.scale = std::max({s.scale, std::abs(tri.eigenvalues()(0)), std::abs(theta)});
+        const double res = breakdown ? 0.0 : b * std::abs(sv(k - 1));
+        if (res <= opt.tol * std::max(s.scale, 1e-300) || breakdown) {
+          Vec x = s.Q.leftCols(k) * sv;
+          x /= x.norm();
+          r.values(p) = theta;
+          r.vectors.col(p) = x;
+          r.residuals(p) = res;
+          r.iterations(p) = s.matvecs;
+          finished = true;
+        } else if (s.matvecs >= opt.max_iter) {
+          r.iterations(p) = s.matvecs;
+          detail::dense_top_eigenpair(op, p, r, EigStatus::dense_fallback);
+          finished = true;
+        } else if (full) {
+          // Explicit restart from the top Ritz vector.
+          Vec x = s.Q.leftCols(k) * sv;
+          x /= x.norm();
+          s.Q.col(0) = x;
+          s.j = 1;
+          s.alpha.clear();
+          s.beta.clear();
+          still.push_back(p);
+          continue;
+        }
+      }
+      if (finished) continue;
+      s.Q.col(k) = w / b;
+      s.j = k + 1;
+      still.push_back(p);
+    }
+    active.swap(still);
+  }
+  // Residuals of returned vectors are recomputed exactly for converged pairs (cheap: one batched matvec).
+  std::vector<Index> all;
+  for (Index p = 0; p < P; ++p) all.push_back(p);
+  op.perform_op(r.vectors, Y, all);
+  for (Index p = 0; p < P; ++p) r.residuals(p) = (Y.col(p) - r.values(p) * r.vectors.col(p)).norm();
+  return r;
+}
+
+}  // namespace sdpcert

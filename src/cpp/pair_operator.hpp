@@ -1,0 +1,73 @@
+// The pair matrix M_ij of DESIGN §1 as an implicit operator, batched over pairs that share W.
+//
+// For v = V_i - V_j and A = W^T diag(v) (d x m), blocks ordered (1, s, t) with sizes (1, m, d):
+//     M = [ 0     0    (A1)^T ]
+//         [ 0     0     A^T   ]
+//         [ A1    A     0     ]
+// so for y = [y0; ys; yt]:  (My)_0 = v^T (W yt),  (My)_s = v o (W yt),  (My)_t = W^T (v o (y0 1 + ys)).
+// A matvec costs two products with W and M (D x D) is never formed except by pair_matrix (tests).
+// Many pairs are applied at once: their t-blocks are stacked as columns, so the W products are GEMMs.
+#pragma once
+
+#include "common.hpp"
+
+namespace sdpcert {
+
+class PairOperator {
+ public:
+  // W: m x d (hidden x input). vs: m x P, column p = V_i - V_j of pair p. cs: D x P diagonal shifts (may be
+  // empty: then the operator is M itself).
+  PairOperator(const Mat& W, const Mat& vs, const Mat& cs) : W_(W), vs_(vs), cs_(cs) {}
+
+  Index m() const { return W_.rows(); }
+  Index d() const { return W_.cols(); }
+  Index rows() const { return pair_dim(m(), d()); }
+  Index pairs() const { return vs_.cols(); }
+
+  // Y.col(p) = (M_p - diag(c_p)) X.col(p) for the pairs listed in `active` (indices into 0..P-1); X and Y are
+  // D x |active|, column q belonging to pair active[q].
+  template <class ActiveList>
+  void perform_op(const Mat& X, Mat& Y, const ActiveList& active) const {
+    const Index mm = m(), dd = d(), n = static_cast<Index>(active.size());
+    Y.resize(rows(), n);
+    Mat Wyt = W_ * X.bottomRows(dd);  // m x n  (GEMM)
+    Mat T(mm, n);
+    for (Index q = 0; q < n; ++q) {
+      const Index p = active[q];
+      const auto v = vs_.col(p);
+      Y(0, q) = v.dot(Wyt.col(q));
+      Y.col(q).segment(1, mm) = v.cwiseProduct(Wyt.col(q));
+      T.col(q) = v.cwiseProduct((X.col(q).segment(1, mm).array() + X(0, q)).matrix());
+    }
+    Y.bottomRows(dd).noalias() = W_.transpose() * T;  // d x n  (GEMM)
+    if (cs_.size() > 0) {
+      for (Index q = 0; q < n; ++q) Y.col(q) -= cs_.col(active[q]).cwiseProduct(X.col(q));
+    }
+  }
+
+  // Dense M_p - diag(c_p), for tests and the small-problem fallback.
+  Mat dense(Index p) const {
+    const Index mm = m(), dd = d(), D = rows();
+    Mat M = Mat::Zero(D, D);
+    const auto v = vs_.col(p);
+    Mat A = W_.transpose() * v.asDiagonal();  // d x m
+    Vec A1 = W_.transpose() * v;
+    M.block(1 + mm, 0, dd, 1) = A1;
+    M.block(0, 1 + mm, 1, dd) = A1.transpose();
+    M.block(1 + mm, 1, dd, mm) = A;
+    M.block(1, 1 + mm, mm, dd) = A.transpose();
+    if (cs_.size() > 0) M.diagonal() -= cs_.col(p);
+    return M;
+  }
+
+  const Mat& W() const { return W_; }
+  const Mat& vs() const { return vs_; }
+  const Mat& cs() const { return cs_; }
+
+ private:
+  const Mat& W_;
+  const Mat& vs_;
+  const Mat& cs_;
+};
+
+}  // namespace sdpcert

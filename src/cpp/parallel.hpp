@@ -1,0 +1,42 @@
+// OpenMP across pairs (each pair's GEMMs then run single-threaded inside the region, which also makes results
+// independent of the thread count). Exceptions never cross an OpenMP region: the first one is rethrown after it.
+#pragma once
+
+#include <exception>
+#include <mutex>
+
+#ifdef SDPCERT_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace sdpcert {
+
+inline int available_threads() {
+#ifdef SDPCERT_HAVE_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+template <class F>
+void parallel_for_pairs(long n, int threads, F&& body) {
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  if (threads <= 0) threads = available_threads();
+#ifdef SDPCERT_HAVE_OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+#endif
+  for (long i = 0; i < n; ++i) {
+    try {
+      body(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  }
+  (void)threads;
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace sdpcert

@@ -1,0 +1,114 @@
+#include <pybind11/eigen.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "certify_bound.hpp"
+#include "checks.hpp"
+#include "lanczos.hpp"
+#include "parallel.hpp"
+
+namespace py = pybind11;
+using namespace sdpcert;
+
+namespace {
+
+void check_pairs(const Mat& W, const RowMat& V, const Eigen::Matrix<int64_t, Eigen::Dynamic, 2, Eigen::RowMajor>& pairs) {
+  require(V.cols() == W.rows(), "V must have shape (k, m) with m = W.shape[0] = " + std::to_string(W.rows()));
+  require_finite(W, "W");
+  require_finite(V, "V");
+  for (Index p = 0; p < pairs.rows(); ++p)
+    for (int q = 0; q < 2; ++q)
+      require(pairs(p, q) >= 0 && pairs(p, q) < V.rows(),
+              "pairs[" + std::to_string(p) + "] refers to a class outside 0.." + std::to_string(V.rows() - 1));
+}
+
+using Pairs = Eigen::Matrix<int64_t, Eigen::Dynamic, 2, Eigen::RowMajor>;
+
+// Row p of vs is V[i_p] - V[j_p] (columns of the returned m x P matrix).
+Mat pair_differences(const RowMat& V, const Pairs& pairs) {
+  Mat vs(V.cols(), pairs.rows());
+  for (Index p = 0; p < pairs.rows(); ++p) vs.col(p) = (V.row(pairs(p, 0)) - V.row(pairs(p, 1))).transpose();
+  return vs;
+}
+
+py::dict top_eigenpairs_py(const Mat& W, const RowMat& V, const Pairs& pairs, const RowMat& cs, double tol,
+                           int max_iter, int basis_size, std::optional<RowMat> start, uint64_t seed) {
+  check_pairs(W, V, pairs);
+  const Index D = pair_dim(W.rows(), W.cols()), P = pairs.rows();
+  require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
+  require_finite(cs, "cs");
+  require(tol > 0 && std::isfinite(tol), "tol must be positive and finite");
+  Mat startT;
+  if (start) {
+    require(start->rows() == P && start->cols() == D, "start must have shape " + shape_str(P, D));
+    startT = start->transpose();
+  }
+  Mat vs = pair_differences(V, pairs), csT = cs.transpose();
+  LanczosResult r;
+  {
+    py::gil_scoped_release release;
+    LanczosOptions opt;
+    opt.tol = tol;
+    opt.max_iter = max_iter;
+    opt.basis_size = basis_size;
+    opt.seed = seed;
+    r = top_eigenpairs(PairOperator(W, vs, csT), opt, start ? &startT : nullptr);
+  }
+  py::list status;
+  for (auto s : r.status) status.append(eig_status_name(s));
+  py::dict out;
+  out["values"] = r.values;
+  out["vectors"] = RowMat(r.vectors.transpose());
+  out["residuals"] = r.residuals;
+  out["iterations"] = r.iterations;
+  out["status"] = status;
+  return out;
+}
+
+py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const Pairs& pairs, const RowMat& cs,
+                                    int threads) {
+  check_pairs(W, V, pairs);
+  const Index D = pair_dim(W.rows(), W.cols()), P = pairs.rows();
+  require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
+  require_finite(cs, "cs");
+  Vec bounds(P), dual(P);
+  {
+    py::gil_scoped_release release;
+    parallel_for_pairs(P, threads, [&](long p) {
+      const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
+      const Vec c = cs.row(p).transpose();
+      const LambdaBound b = lambda_max_upper_bound(W, Vi, Vj, c);
+      bounds(p) = b.bound;
+      dual(p) = b.certified ? dual_objective_rounded_up(b.bound, c) : std::numeric_limits<double>::infinity();
+    });
+  }
+  py::dict out;
+  out["lambda_bound"] = bounds;
+  out["dual_bound"] = dual;
+  return out;
+}
+
+double spectral_norm_upper_bound_py(const Mat& W, double estimate) {
+  require_finite(W, "W");
+  require(estimate >= 0 && std::isfinite(estimate), "estimate must be finite and >= 0");
+  py::gil_scoped_release release;
+  return spectral_norm_upper_bound(W, estimate);
+}
+
+}  // namespace
+
+void register_eigen(py::module_& m) {
+  m.def("top_eigenpairs", &top_eigenpairs_py, py::arg("W"), py::arg("V"), py::arg("pairs"), py::arg("cs"),
+        py::arg("tol") = 1e-8, py::arg("max_iter") = 600, py::arg("basis_size") = 80, py::arg("start") = py::none(),
+        py::arg("seed") = 0,
+        "Top eigenpair of M(V[i]-V[j]) - diag(cs[p]) for each pair p = (i, j), by batched Lanczos (Ritz values: "
+        "estimates, not bounds). Returns dict(values, vectors (P, D), residuals, iterations, status).");
+  m.def("lambda_max_upper_bounds", &lambda_max_upper_bounds_py, py::arg("W"), py::arg("V"), py::arg("pairs"),
+        py::arg("cs"), py::arg("threads") = 0,
+        "Proven upper bounds on lambda_max(M - diag c) per pair (float64, rigorous under rounding), and the dual "
+        "objective D*max(lambda,0) + sum(max(c,0)) rounded up. Returns dict(lambda_bound, dual_bound).");
+  m.def("spectral_norm_upper_bound", &spectral_norm_upper_bound_py, py::arg("W"), py::arg("estimate"),
+        "Proven upper bound on ||W||_2 from an estimate (shifted Cholesky of mu I - W W^T).");
+}
