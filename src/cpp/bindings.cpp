@@ -2,6 +2,8 @@
 // (register_*.cpp); numerics run with the GIL released.
 #include <pybind11/pybind11.h>
 
+#include <Eigen/Core>
+
 #include "parallel.hpp"
 
 namespace py = pybind11;
@@ -11,6 +13,8 @@ void register_eigen(py::module_& m);
 void register_sdp(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
+  // Parallelism is across pairs (OpenMP regions in the core), never inside Eigen's GEMMs: see solve_pairs.
+  Eigen::setNbThreads(1);
   m.doc() = "sdpcert numerical core: pair operators, Lanczos, the pair SDP solver and rigorous bounds";
   m.def("available_threads", &sdpcert::available_threads, "OpenMP threads used across pairs by default");
 #ifdef SDPCERT_HAVE_OPENMP

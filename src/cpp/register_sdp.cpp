@@ -36,19 +36,23 @@ py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const Pairs& pairs, d
       require((*warm)[p].rows() == D && (*warm)[p].cols() >= 1,
               "warm[" + std::to_string(p) + "] must have D = " + std::to_string(D) + " rows");
   }
-  std::vector<SdpResult> results(P);
+  std::vector<SdpResult> results;
   {
     py::gil_scoped_release release;
-    parallel_for_pairs(P, threads, [&](long p) {
+    std::vector<PairSolver> solvers;
+    solvers.reserve(P);
+    for (Index p = 0; p < P; ++p) {
       SdpOptions opt;
       opt.rel_tol = rel_tol;
       opt.max_sweeps = max_sweeps;
       opt.rank = rank;
-      // Seeded by the pair itself so that results do not depend on the order or the thread that solved them.
+      // Seeded by the pair itself so that results do not depend on which other pairs are solved with it.
       opt.seed = seed * 1000003ULL + static_cast<uint64_t>(pairs(p, 0)) * 1009ULL + static_cast<uint64_t>(pairs(p, 1));
-      const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
-      results[p] = solve_pair_sdp(W, Vi, Vj, opt, warm ? &(*warm)[p] : nullptr);
-    });
+      solvers.emplace_back(W, V.row(pairs(p, 0)).transpose(), V.row(pairs(p, 1)).transpose(), opt,
+                           warm ? &(*warm)[p] : nullptr);
+    }
+    solve_pairs(W, solvers, threads);
+    for (auto& s : solvers) results.push_back(s.result());
   }
   Vec lower(P), upper(P), seconds(P), lambda_bounds(P);
   Eigen::VectorXi sweeps(P), ranks(P), attempts(P);
