@@ -1,0 +1,216 @@
+"""sdpcert._core.top_eigenpairs (batched Lanczos) against numpy.linalg.eigh on the dense pair matrices.
+
+Ritz values are estimates, not bounds (DESIGN §2); what is checked here is accuracy: the value is within
+tol·‖A‖ of the true λmax, the returned vector has a small residual, the reported residual is the real one — also
+for clustered and exactly repeated top eigenvalues, adversarial warm starts and the dense fallback path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from sdpcert import _core as core
+
+from reference import pair_matrix_ref
+
+
+def dense_ops(W, V, pairs, cs):
+    return [pair_matrix_ref(W, V[i] - V[j], cs[p]) for p, (i, j) in enumerate(pairs)]
+
+
+def check_against_eigh(W, V, pairs, cs, res, tol, value_factor=2.0):
+    """Shared assertions: value ≈ λmax (within value_factor·tol·‖A‖), unit vectors with true residual ≈ the
+    reported one and ≤ a few tol·‖A‖."""
+    for p, A in enumerate(dense_ops(W, V, pairs, cs)):
+        ev = np.linalg.eigvalsh(A)
+        scale = np.abs(ev).max()
+        theta, x = res["values"][p], res["vectors"][p]
+        assert np.linalg.norm(x) == pytest.approx(1.0, abs=1e-12)
+        true_res = np.linalg.norm(A @ x - theta * x)
+        assert res["residuals"][p] == pytest.approx(true_res, rel=1e-6, abs=1e-14 * scale)
+        assert true_res <= 4 * tol * scale, (p, res["status"][p], true_res / scale)
+        assert abs(theta - ev[-1]) <= value_factor * tol * scale, (p, res["status"][p], theta, ev[-1])
+        # a Ritz value lies in the spectrum's range (up to rounding): it is never above λmax by more than rounding
+        assert theta <= ev[-1] + 1e-12 * scale
+
+
+def random_problem(m, d, P, seed, c_scale=3.0):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(m, d))
+    V = rng.normal(size=(5, m))
+    pairs = np.array([(i, j) for i in range(5) for j in range(5) if i != j][:P], dtype=np.int64)
+    cs = rng.normal(size=(P, 1 + m + d)) * c_scale
+    return W, V, pairs, cs
+
+
+@pytest.mark.parametrize("m,d,P,seed", [(60, 50, 6, 0), (40, 80, 4, 1), (150, 100, 3, 2), (95, 1, 2, 3)])
+def test_lanczos_matches_eigh_random(m, d, P, seed):
+    W, V, pairs, cs = random_problem(m, d, P, seed)
+    assert 1 + m + d >= 96  # the Lanczos path, not the dense shortcut
+    tol = 1e-8
+    res = core.top_eigenpairs(W, V, pairs, cs, tol=tol)
+    assert all(s in ("converged", "dense_fallback") for s in res["status"])
+    assert "converged" in res["status"]
+    check_against_eigh(W, V, pairs, cs, res, tol)
+    # With a clear gap the eigenvector itself is determined: compare it (up to sign).
+    for p, A in enumerate(dense_ops(W, V, pairs, cs)):
+        ev, U = np.linalg.eigh(A)
+        scale = np.abs(ev).max()
+        gap = ev[-1] - ev[-2]
+        if gap > 1e-3 * scale:
+            # sin(angle) <= residual / gap
+            bound = 4 * tol * scale / gap
+            assert abs(U[:, -1] @ res["vectors"][p]) >= np.sqrt(max(0.0, 1 - bound ** 2)) - 1e-10
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-6, 1e-10])
+def test_lanczos_respects_tolerance(tol):
+    W, V, pairs, cs = random_problem(70, 60, 3, 5)
+    res = core.top_eigenpairs(W, V, pairs, cs, tol=tol)
+    check_against_eigh(W, V, pairs, cs, res, tol)
+
+
+def test_lanczos_c_zero_low_rank_operator():
+    """c = 0 and d = 2: M has rank ≤ 4, so the Krylov space is invariant after a few steps (a breakdown)."""
+    rng = np.random.default_rng(8)
+    m, d = 120, 2
+    W, V = rng.normal(size=(m, d)), rng.normal(size=(3, m))
+    pairs = np.array([[0, 1], [2, 1]])
+    cs = np.zeros((2, 1 + m + d))
+    res = core.top_eigenpairs(W, V, pairs, cs)
+    check_against_eigh(W, V, pairs, cs, res, 1e-8)
+
+
+def three_copies_problem(seed=0, m0=20, d0=12, perturb=0.0):
+    """W = blockdiag(W0, W0, W0), v = (v0, v0, v0) with W0ᵀ v0 = 0 (so the '1' node decouples, A·1 = 0) and
+    c repeated per block: the symmetric group S3 permuting the blocks commutes with M − diag c and its 2-dim
+    standard representation makes every eigenvalue of the block matrix appear three times — an exactly repeated
+    top eigenvalue with coupled (non-trivial) eigenvectors. ``perturb`` splits it into a tight cluster."""
+    rng = np.random.default_rng(seed)
+    W0 = rng.normal(size=(m0, d0))
+    N = scipy.linalg.null_space(W0.T)
+    v0 = N @ rng.normal(size=N.shape[1])
+    W = scipy.linalg.block_diag(W0, W0, W0)
+    if perturb:
+        W = W + perturb * rng.normal(size=W.shape)
+    v = np.r_[v0, v0, v0]
+    cs0, ct0 = rng.uniform(0, 1, m0), rng.uniform(0, 1, d0)
+    c = np.r_[50.0, cs0, cs0, cs0, ct0, ct0, ct0]
+    V = np.stack([v, np.zeros_like(v)])
+    return W, V, np.array([[0, 1]]), c[None, :]
+
+
+@pytest.mark.parametrize("perturb", [0.0, 1e-9, 1e-6])
+def test_lanczos_repeated_and_clustered_top(perturb):
+    W, V, pairs, cs = three_copies_problem(perturb=perturb)
+    assert W.shape[0] + W.shape[1] + 1 >= 96
+    (A,) = dense_ops(W, V, pairs, cs)
+    ev, U = np.linalg.eigh(A)
+    scale = np.abs(ev).max()
+    # the construction really gives a triple top (or a cluster of three when perturbed)
+    assert ev[-1] - ev[-3] <= 1e-12 * scale + 50 * perturb * scale
+    assert ev[-3] - ev[-4] > 1e-3 * scale
+    tol = 1e-8
+    res = core.top_eigenpairs(W, V, pairs, cs, tol=tol)
+    check_against_eigh(W, V, pairs, cs, res, tol)
+    # the vector lies in the top-3 invariant subspace
+    x = res["vectors"][0]
+    outside = x - U[:, -3:] @ (U[:, -3:].T @ x)
+    assert np.linalg.norm(outside) <= 4 * tol * scale / (ev[-3] - ev[-4])
+
+
+def test_lanczos_cluster_at_zero_from_sdp_dual():
+    """c from a converged pair SDP: M − diag c has a cluster of eigenvalues at ≈ 0 (multiplicity ≈ the rank of
+    the optimal P), exactly the situation of training and of the rigorous bound."""
+    rng = np.random.default_rng(21)
+    m, d = 50, 50
+    W, V = rng.normal(size=(m, d)), rng.normal(size=(4, m))
+    pairs = np.array([[0, 1], [1, 2], [2, 3], [3, 0]])
+    sol = core.solve_pair_sdps(W, V, pairs, rel_tol=1e-9)
+    assert sol["status"] == ["converged"] * 4
+    cs = sol["dual"]
+    for p, A in enumerate(dense_ops(W, V, pairs, cs)):
+        ev = np.linalg.eigvalsh(A)
+        scale = np.abs(ev).max()
+        assert ev[-2] - ev[-1] > -1e-8 * scale  # the cluster is there: top two within 1e-8 relative
+    tol = 1e-8
+    res = core.top_eigenpairs(W, V, pairs, cs, tol=tol)
+    check_against_eigh(W, V, pairs, cs, res, tol)
+
+
+def test_warm_start_orthogonal_to_top_still_finds_top():
+    """Starting exactly on the second eigenvector (an invariant subspace orthogonal to the top one) must not
+    return the second eigenvalue: without the seeded random mixing, Lanczos would stop at once with λ2."""
+    W, V, pairs, cs = random_problem(60, 50, 3, 4)
+    ops = dense_ops(W, V, pairs, cs)
+    start = np.vstack([np.linalg.eigh(A)[1][:, -2] for A in ops])
+    tol = 1e-8
+    res = core.top_eigenpairs(W, V, pairs, cs, tol=tol, start=start)
+    check_against_eigh(W, V, pairs, cs, res, tol)
+    for p, A in enumerate(ops):
+        ev = np.linalg.eigvalsh(A)
+        assert res["values"][p] - ev[-2] > 0.5 * (ev[-1] - ev[-2])
+
+
+def test_warm_start_with_top_vector_converges_fast_and_bad_starts_are_ignored():
+    W, V, pairs, cs = random_problem(60, 50, 3, 6)
+    ops = dense_ops(W, V, pairs, cs)
+    cold = core.top_eigenpairs(W, V, pairs, cs)
+    start = np.vstack([np.linalg.eigh(A)[1][:, -1] for A in ops])
+    warm = core.top_eigenpairs(W, V, pairs, cs, start=start)
+    check_against_eigh(W, V, pairs, cs, warm, 1e-8)
+    assert warm["iterations"].sum() <= cold["iterations"].sum()
+    # zero / non-finite start rows fall back to a random start and still give the right answer
+    bad = start.copy()
+    bad[0] = 0.0
+    bad[1] = np.nan
+    res = core.top_eigenpairs(W, V, pairs, cs, start=bad)
+    check_against_eigh(W, V, pairs, cs, res, 1e-8)
+
+
+def test_dense_fallback_path():
+    W, V, pairs, cs = random_problem(60, 50, 4, 7)
+    res = core.top_eigenpairs(W, V, pairs, cs, max_iter=2)
+    assert res["status"] == ["dense_fallback"] * 4
+    check_against_eigh(W, V, pairs, cs, res, 1e-13, value_factor=10)
+
+
+def test_dense_small_path():
+    W, V, pairs, cs = random_problem(40, 30, 3, 9)  # D = 71 < 96
+    res = core.top_eigenpairs(W, V, pairs, cs)
+    assert res["status"] == ["dense_small"] * 3
+    check_against_eigh(W, V, pairs, cs, res, 1e-13, value_factor=10)
+
+
+def test_small_basis_restarts_still_converge():
+    W, V, pairs, cs = random_problem(60, 50, 3, 10)
+    tol = 1e-8
+    res = core.top_eigenpairs(W, V, pairs, cs, tol=tol, basis_size=8)
+    assert (res["iterations"] > 8).any()  # at least one explicit restart happened
+    check_against_eigh(W, V, pairs, cs, res, tol)
+
+
+def test_degenerate_operators():
+    """Pair (i, i): M = 0, so A = −diag(c); with constant c every vector is an eigenvector."""
+    rng = np.random.default_rng(3)
+    m, d = 60, 50
+    D = 1 + m + d
+    W, V = rng.normal(size=(m, d)), rng.normal(size=(3, m))
+    cs = np.vstack([np.full(D, 2.5), rng.normal(size=D)])
+    res = core.top_eigenpairs(W, V, np.array([[1, 1], [2, 2]]), cs)
+    assert res["values"][0] == pytest.approx(-2.5, abs=1e-14)
+    assert res["values"][1] == pytest.approx(-cs[1].min(), abs=1e-8 * np.abs(cs[1]).max())
+    empty = core.top_eigenpairs(W, V, np.zeros((0, 2), dtype=np.int64), np.zeros((0, D)))
+    assert empty["values"].shape == (0,) and empty["vectors"].shape == (0, D) and empty["status"] == []
+
+
+def test_lanczos_deterministic_and_seed_independent_values():
+    W, V, pairs, cs = random_problem(60, 50, 4, 11)
+    a = core.top_eigenpairs(W, V, pairs, cs, seed=3)
+    b = core.top_eigenpairs(W, V, pairs, cs, seed=3)
+    for key in ("values", "vectors", "residuals", "iterations"):
+        np.testing.assert_array_equal(a[key], b[key])
+    c = core.top_eigenpairs(W, V, pairs, cs, seed=4)
+    scale = max(np.abs(np.linalg.eigvalsh(A)).max() for A in dense_ops(W, V, pairs, cs))
+    np.testing.assert_allclose(a["values"], c["values"], rtol=0, atol=4e-8 * scale)
