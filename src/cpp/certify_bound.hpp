@@ -57,6 +57,11 @@ struct DualProof {
   bool ok = false;  // a bound was proven (false: c had a non-positive or non-finite t-entry, or no shift worked)
   // proven: lambda_min(diag(c) - M(V_i - V_j)) >= lambda_min_lower, i.e. lambda_max(M - diag c) <= -lambda_min_lower
   double lambda_min_lower = -std::numeric_limits<double>::infinity();
+  // Finer form of the same proof: diag(c) + block_shift * 1_{(1,s)} + e_v * 1 - M(V_i - V_j) >= 0, with the
+  // block shift only on the 1 + m (1, s) coordinates (step 2 below). It gives the pair SDP bound
+  // sum max(c, 0) + (1 + m) block_shift + D e_v, about D / (1 + m) times tighter than the uniform shift.
+  double block_shift = std::numeric_limits<double>::infinity();
+  double e_v = std::numeric_limits<double>::infinity();
   double shift = 0.0;  // the alpha below
   int cholesky_attempts = 0;
 };
@@ -105,7 +110,7 @@ inline double estimate_lambda_min(const Mat& S) {
 //     from |W|, |M(v) - M(v_hat)| <= u/(1-u) N entrywise: by (H3) the change costs e_v <= u/(1-u) ||N||_2.
 //  2. Z = diag(c) - M(v_hat) = [[C1, -B^T], [-B, C2]], B = W^T diag(v_hat) [1 I] (d x (1+m)), C2 > 0 diagonal.
 //     For any (x, y): (x,y)^T Z (x,y) = x^T S x + ||C2^{1/2}(y - C2^{-1} B x)||^2 with S = C1 - B^T C2^{-1} B,
-//     so S >= -a I (a >= 0) implies Z >= -a I.
+//     so S >= -a I (a >= 0) implies Z + a P1 >= 0, P1 the projector on the (1, s) block, hence Z >= -a I.
 //  3. S is formed in floats through K = W diag(1/c2) W^T (m x m, a triangular GEMM), S_00 = c_0 - v^T K v,
 //     S_0k = -(K~ 1)_k, S_kj = c_k delta_kj - K~_kj, K~ = diag(v) K diag(v). Every entry is an inner product of
 //     length <= d + 2m + 6 of the non-negative terms of T~ = B_abs^T diag(1/c2) B_abs (B_abs from |W|, |v_hat|)
@@ -115,8 +120,12 @@ inline double estimate_lambda_min(const Mat& S) {
 //  4. For a shift alpha >= 0, X = fl(S_hat + alpha I) differs from S_hat + alpha I on the diagonal by at most
 //     u/(1-u) max|X_ii|; (H2) on X gives X >= -rho I. So S_hat >= -(alpha + rho + r_X) I, S >= -(alpha + rho +
 //     r_X + eta) I and Z >= the same. alpha comes from a Lanczos estimate of lambda_min(S_hat) and grows on failure.
-//  Together: lambda_min(diag(c) - M(v)) >= -(alpha + rho + r_X + eta + e_v), which is returned (rounded down).
-inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c) {
+//  Together, with a = alpha + rho + r_X + eta: diag(c) + a P1 - M(v_hat) >= 0, so diag(c) + a P1 + e_v I - M(v)
+//  >= 0, and lambda_min(diag(c) - M(v)) >= -(a + e_v), which is returned (rounded down).
+//  `alpha_hint` >= 0: try that shift first and, if `hint_only`, give up when it fails (a cheap "is c good enough
+//  yet?" test for the solver: it skips the Lanczos estimate and the shift search).
+inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c,
+                                        double alpha_hint = -1.0, bool hint_only = false) {
   DualProof out;
   const Index m = W.rows(), d = W.cols(), D = pair_dim(m, d);
   if (c.size() != D || !c.allFinite()) return out;
@@ -175,21 +184,27 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
 
   // Step 4: the smallest shift that lets the Cholesky run, starting from the Lanczos estimate.
   const double s_scale = std::max(S.diagonal().cwiseAbs().maxCoeff(), 1e-300);
-  const double lam_est = detail::estimate_lambda_min(S);
-  double alpha = std::max(0.0, -lam_est) * (1.0 + 1e-6) + 1e-13 * s_scale;
-  for (int attempt = 0; attempt < 40; ++attempt) {
-    out.cholesky_attempts = attempt + 1;
+  auto try_shift = [&](double alpha) {
+    out.cholesky_attempts += 1;
     Mat X = S;
     X.diagonal().array() += alpha;
     const CholeskyProof chol = cholesky_lower_bound(X);
-    if (chol.ok) {
-      const double r_x = ut * X.diagonal().cwiseAbs().maxCoeff();
-      const double losses = round_up_sum(alpha + chol.rho + r_x + eta + e_v, 5);
-      out.lambda_min_lower = -losses;
-      out.shift = alpha;
-      out.ok = true;
-      return out;
-    }
+    if (!chol.ok) return false;
+    const double r_x = ut * X.diagonal().cwiseAbs().maxCoeff();
+    out.block_shift = round_up_sum(alpha + chol.rho + r_x + eta, 4);
+    out.e_v = e_v;
+    out.lambda_min_lower = -round_up_sum(out.block_shift + e_v, 2);
+    out.shift = alpha;
+    out.ok = true;
+    return true;
+  };
+  if (alpha_hint >= 0.0 && std::isfinite(alpha_hint)) {
+    if (try_shift(alpha_hint) || hint_only) return out;
+  }
+  const double lam_est = detail::estimate_lambda_min(S);
+  double alpha = std::max(0.0, -lam_est) * (1.0 + 1e-6) + 1e-13 * s_scale;
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    if (try_shift(alpha)) return out;
     alpha = 2.0 * alpha + 1e-9 * s_scale;
   }
   return out;
@@ -238,6 +253,7 @@ namespace sdpcert {
 
 struct LambdaBound {
   double bound = std::numeric_limits<double>::infinity();  // proven: lambda_max(M(V_i - V_j) - diag c) <= bound
+  double sdp_upper = std::numeric_limits<double>::infinity();  // proven: S_ij <= sdp_upper (block form of the dual)
   bool certified = false;
 };
 
@@ -245,14 +261,15 @@ struct LambdaBound {
 // otherwise c is first raised by a uniform mu: c' = fl(c + mu) with c'_t > 0, and since M - diag c =
 // (M - diag c') + diag(c' - c), lambda_max(M - diag c) <= lambda_max(M - diag c') + max_k (c'_k - c_k), the last
 // term being exact differences of floats (rounded up here).
-inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c) {
+inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c,
+                                          double alpha_hint = -1.0, bool hint_only = false) {
   LambdaBound out;
   const Index m = W.rows(), d = W.cols();
   const double c_t_min = c.tail(d).minCoeff();
   double mu = 0.0;
   if (!(c_t_min > 0.0)) mu = -c_t_min + 1e-8 * std::max(c.cwiseAbs().maxCoeff(), 1e-300) + 1e-300;
   const Vec c_up = (c.array() + mu).matrix();
-  const DualProof proof = prove_lambda_min_lower(W, Vi, Vj, c_up);
+  const DualProof proof = prove_lambda_min_lower(W, Vi, Vj, c_up, alpha_hint, hint_only);
   if (!proof.ok) return out;
   double raise = 0.0;
   if (mu > 0.0) {
@@ -261,6 +278,10 @@ inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec
   }
   out.bound = round_up_sum(-proof.lambda_min_lower + raise, 2);
   out.certified = std::isfinite(out.bound);
+  // S <= sum max(c_up, 0) + (1 + m) block_shift + D e_v, from diag(c_up) + block_shift P1 + e_v I >= M.
+  const double D = static_cast<double>(c.size());
+  const double extra = round_up_sum(static_cast<double>(1 + m) * proof.block_shift + D * proof.e_v, 3);
+  out.sdp_upper = round_up_sum(positive_sum_rounded_up(c_up) + extra, 2);
   (void)m;
   return out;
 }

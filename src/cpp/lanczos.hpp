@@ -20,13 +20,14 @@
 
 namespace sdpcert {
 
-enum class EigStatus : int { converged = 0, dense_small = 1, dense_fallback = 2 };
+enum class EigStatus : int { converged = 0, dense_small = 1, dense_fallback = 2, not_converged = 3 };
 
 inline const char* eig_status_name(EigStatus s) {
   switch (s) {
     case EigStatus::converged: return "converged";
     case EigStatus::dense_small: return "dense_small";
     case EigStatus::dense_fallback: return "dense_fallback";
+    case EigStatus::not_converged: return "not_converged";
   }
   return "unknown";
 }
@@ -38,6 +39,7 @@ struct LanczosOptions {
   int check_every = 4;     // solve the tridiagonal problem every this many steps
   Index dense_below = 96;  // D below this: dense eigensolver directly
   uint64_t seed = 0;       // random start / perturbation of warm starts (results are deterministic)
+  bool dense_fallback = true;  // false: return the current Ritz pair as 'not_converged' instead (cheap estimates)
 };
 
 struct LanczosResult {
@@ -82,7 +84,7 @@ inline LanczosResult top_eigenpairs(const PairOperator& op, const LanczosOptions
   r.iterations = Eigen::VectorXi::Zero(P);
   r.status.assign(P, EigStatus::converged);
   if (P == 0) return r;
-  if (D < opt.dense_below) {
+  if (D < opt.dense_below && opt.dense_fallback) {
     for (Index p = 0; p < P; ++p) detail::dense_top_eigenpair(op, p, r, EigStatus::dense_small);
     return r;
   }
@@ -153,7 +155,14 @@ inline LanczosResult top_eigenpairs(const PairOperator& op, const LanczosOptions
           finished = true;
         } else if (s.matvecs >= opt.max_iter) {
           r.iterations(p) = s.matvecs;
-          detail::dense_top_eigenpair(op, p, r, EigStatus::dense_fallback);
+          if (opt.dense_fallback) {
+            detail::dense_top_eigenpair(op, p, r, EigStatus::dense_fallback);
+          } else {
+            Vec x = s.Q.leftCols(k) * sv;
+            r.values(p) = theta;
+            r.vectors.col(p) = x / x.norm();
+            r.status[p] = EigStatus::not_converged;
+          }
           finished = true;
         } else if (full) {
           // Explicit restart from the top Ritz vector.

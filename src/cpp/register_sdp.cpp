@@ -18,13 +18,14 @@ using Pairs = Eigen::Matrix<int64_t, Eigen::Dynamic, 2, Eigen::RowMajor>;
 
 py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const Pairs& pairs, double rel_tol, int max_sweeps,
                             int rank, uint64_t seed, std::optional<std::vector<Mat>> warm, int threads,
-                            bool return_factors) {
+                            bool return_factors, double relaxation) {
   require(V.cols() == W.rows(), "V must have shape (k, m) with m = W.shape[0] = " + std::to_string(W.rows()));
   require_finite(W, "W");
   require_finite(V, "V");
   require(rel_tol > 0 && std::isfinite(rel_tol), "rel_tol must be positive and finite");
   require(max_sweeps >= 1, "max_sweeps must be >= 1");
   require(rank >= 1, "rank must be >= 1");
+  require(relaxation > 0 && relaxation < 2, "relaxation must lie in (0, 2)");
   const Index P = pairs.rows(), D = pair_dim(W.rows(), W.cols());
   for (Index p = 0; p < P; ++p)
     for (int q = 0; q < 2; ++q)
@@ -46,6 +47,7 @@ py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const Pairs& pairs, d
       opt.rel_tol = rel_tol;
       opt.max_sweeps = max_sweeps;
       opt.rank = rank;
+      opt.relaxation = relaxation;
       // Seeded by the pair itself so that results do not depend on which other pairs are solved with it.
       opt.seed = seed * 1000003ULL + static_cast<uint64_t>(pairs(p, 0)) * 1009ULL + static_cast<uint64_t>(pairs(p, 1));
       solvers.emplace_back(W, V.row(pairs(p, 0)).transpose(), V.row(pairs(p, 1)).transpose(), opt,
@@ -90,7 +92,7 @@ py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const Pairs& pairs, d
 void register_sdp(py::module_& m) {
   m.def("solve_pair_sdps", &solve_pair_sdps_py, py::arg("W"), py::arg("V"), py::arg("pairs"),
         py::arg("rel_tol") = 1e-6, py::arg("max_sweeps") = 3000, py::arg("rank") = 8, py::arg("seed") = 0,
-        py::arg("warm") = py::none(), py::arg("threads") = 0, py::arg("return_factors") = false,
+        py::arg("warm") = py::none(), py::arg("threads") = 0, py::arg("return_factors") = false, py::arg("relaxation") = 1.8,
         "Pair SDP values S_ij for pairs (P x 2): dict(lower, upper (proven), dual (P x D certified c), sweeps, rank, "
         "proof_attempts, seconds, status[, factors]). OpenMP across pairs; deterministic.");
 }
