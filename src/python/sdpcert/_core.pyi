@@ -1,0 +1,52 @@
+"""Type stubs for the compiled core (src/cpp/bindings.cpp). Arrays are float64 unless noted; D = 1 + m + d."""
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+has_openmp: bool
+
+def available_threads() -> int: ...
+def pair_matrix(W: npt.ArrayLike, v: npt.ArrayLike, c: Optional[npt.ArrayLike] = None) -> np.ndarray:
+    """Dense M(v) - diag(c), (D, D)."""
+
+def apply_pair_operator(W: npt.ArrayLike, vs: npt.ArrayLike, cs: Optional[npt.ArrayLike], X: npt.ArrayLike) -> np.ndarray:
+    """Row p: (M(vs[p]) - diag(cs[p])) @ X[p]; (P, D)."""
+
+def top_eigenpairs(
+    W: npt.ArrayLike,
+    V: npt.ArrayLike,
+    pairs: npt.ArrayLike,
+    cs: npt.ArrayLike,
+    tol: float = 1e-8,
+    max_iter: int = 600,
+    basis_size: int = 80,
+    start: Optional[npt.ArrayLike] = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Batched Lanczos: values (P,), vectors (P, D), residuals, iterations, status (list of str). Estimates only."""
+
+def lambda_max_upper_bounds(
+    W: npt.ArrayLike, V: npt.ArrayLike, pairs: npt.ArrayLike, cs: npt.ArrayLike, threads: int = 0
+) -> dict[str, np.ndarray]:
+    """Proven lambda_max(M - diag c) bounds (lambda_bound) and pair SDP upper bounds from c (dual_bound)."""
+
+def spectral_norm_upper_bound(W: npt.ArrayLike, estimate: float) -> float:
+    """Proven upper bound on ||W||_2."""
+
+def solve_pair_sdps(
+    W: npt.ArrayLike,
+    V: npt.ArrayLike,
+    pairs: npt.ArrayLike,
+    rel_tol: float = 1e-6,
+    max_sweeps: int = 3000,
+    rank: int = 8,
+    seed: int = 0,
+    warm: Optional[Sequence[npt.ArrayLike]] = None,
+    threads: int = 0,
+    return_factors: bool = False,
+    relaxation: float = 1.8,
+) -> dict[str, Any]:
+    """Pair SDP values: lower, upper (proven), dual (P, D), lambda_bound, sweeps, rank, proof_attempts, seconds,
+    status[, factors]."""
