@@ -8,11 +8,15 @@ perturbation of size eps.
 from .errors import DataIntegrityError, ModelFileError, NonFiniteError, SdpcertError, ShapeError
 from .network import TwoLayerNet
 from .data import load_mnist, load_mnist_sample
+from .certify import CertificationResult, Certifier, PairBounds
 
 __all__ = [
     "TwoLayerNet",
     "load_mnist",
     "load_mnist_sample",
+    "Certifier",
+    "CertificationResult",
+    "PairBounds",
     "SdpcertError",
     "ShapeError",
     "NonFiniteError",

@@ -1,0 +1,320 @@
+"""Command line: ``sdpcert certify MODEL.npz --eps 0.1`` and ``sdpcert demo``.
+
+Exit codes: 0 success; 2 bad input (a usage error, an ``SdpcertError`` such as a corrupt model or a negative eps, a
+missing or unwritable file), reported as one ``error: ...`` line on stderr without a traceback; 3 a soundness check
+failed (``demo``: a certified point was broken by PGD).
+
+Progress bars and notes go to stderr, tables to stdout. The numerical work lives in ``certify.py`` and ``demo.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .errors import SdpcertError, ShapeError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+EXIT_UNSOUND = 3
+
+
+# ----------------------------------------------------------------------------------------------- parsing helpers
+def _float_list(text: str) -> list[float]:
+    """'0.01,0.02' -> [0.01, 0.02]; the values are range-checked later by check_eps (one error path)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers; got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one number; got {text!r}")
+    return values
+
+
+def _method_list(text: str) -> list[str]:
+    from .certify import METHODS
+
+    methods = [part.strip().lower() for part in text.split(",") if part.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {bad or text!r}; choose from {','.join(METHODS)}")
+    return list(dict.fromkeys(methods))
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}")
+    return value
+
+
+def _pos_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a positive integer; got 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .demo import DEFAULT_EPS
+
+    parser = argparse.ArgumentParser(
+        prog="sdpcert",
+        description="Sound SDP robustness certificates for one-hidden-layer networks "
+                    "(Raghunathan, Steinhardt & Liang, ICLR 2018).",
+    )
+    parser.add_argument("--version", action="version", version=f"sdpcert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    cert = sub.add_parser("certify", help="certify a saved model (.npz) on MNIST at an l_inf radius",
+                          description="Certify a saved TwoLayerNet (.npz) on MNIST: clean error and certified error "
+                                      "of the SDP, spectral and Frobenius bounds.")
+    cert.add_argument("model", help="model file written by TwoLayerNet.save (.npz)")
+    cert.add_argument("--eps", type=_float_list, required=True,
+                      help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
+    cert.add_argument("--data", metavar="DIR", default=None,
+                      help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR; if neither is given, "
+                           "the packaged 1000-image test sample)")
+    cert.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
+    cert.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples")
+    cert.add_argument("--methods", type=_method_list, default=["sdp", "spectral", "frobenius"],
+                      help="comma-separated subset of sdp,spectral,frobenius (default: all)")
+    cert.add_argument("--rel-tol", type=float, default=1e-6,
+                      help="target relative gap of each pair SDP (default 1e-6; the bound is proven at any tol)")
+    cert.add_argument("--json", metavar="OUT", default=None, help="write all numbers to this JSON file")
+
+    demo = sub.add_parser("demo", help="train a small net on packaged MNIST, certify it and attack it (~1 minute)",
+                          description="Quick start, no download: trains a 784-100-10 ReLU net on the packaged MNIST "
+                                      "slice, certifies it on 1000 test images and checks every certified point "
+                                      "against a PGD attack.")
+    demo.add_argument("--seconds", type=float, default=60.0,
+                      help="training time budget in seconds (default 60; training also stops after --epochs)")
+    demo.add_argument("--epochs", type=_pos_int, default=300, help="maximum training epochs (default 300)")
+    demo.add_argument("--out", metavar="DIR", default="sdpcert-demo",
+                      help="where model.npz and summary.json go (default ./sdpcert-demo)")
+    demo.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS),
+                      help=f"comma-separated l_inf radii (default {','.join(map(str, DEFAULT_EPS))})")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------- output
+def _consoles() -> tuple[Any, Any]:
+    from rich.console import Console
+
+    # Created per call so that they write to the current sys.stdout / sys.stderr (pytest capture, redirects).
+    return Console(file=sys.stdout), Console(file=sys.stderr)
+
+
+class _Bars:
+    """rich progress bars keyed by stage name; ``update(stage, done, total)`` matches the callbacks' signature."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_Bars":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def _pct(value: float) -> str:
+    return f"{100.0 * value:.1f}"
+
+
+def _print_errors(console: Any, title: str, rows: list[dict], methods: Sequence[str], with_pgd: bool) -> None:
+    """Title line, table, legend. rows: {"eps", "clean_error", ["pgd_error"], "certified_error": {method: value}}."""
+    from rich.table import Table
+
+    legend = "clean: misclassified; certified error: not proven robust (an upper bound on the robust error)"
+    if with_pgd:
+        legend += "; PGD: fooled by the attack (a lower bound)"
+    table = Table()
+    table.add_column("eps", justify="right")
+    table.add_column("\nclean\nerror %", justify="right")
+    if with_pgd:
+        table.add_column("\nPGD\nerror %", justify="right")
+    for method in methods:
+        table.add_column(f"{method}\ncertified\nerror %", justify="right")
+    for row in rows:
+        cells = [f"{row['eps']:g}", _pct(row["clean_error"])]
+        if with_pgd:
+            cells.append(_pct(row["pgd_error"]))
+        cells += [_pct(row["certified_error"][m]) for m in methods]
+        table.add_row(*cells)
+    console.print(title, highlight=False, soft_wrap=True, markup=False)
+    console.print(table)
+    console.print(legend, highlight=False, soft_wrap=True, markup=False)
+
+
+# ----------------------------------------------------------------------------------------------- certify
+def _load_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, str]:
+    from .data import MNIST_DIR_ENV, load_mnist, load_mnist_sample
+
+    if args.data is not None:
+        if not Path(args.data).is_dir():
+            raise SdpcertError(f"--data {args.data}: no such folder (it should hold the MNIST IDX files)")
+        X, y = load_mnist(args.split, folder=args.data, limit=args.limit, dtype="float64")
+        return X, y, f"MNIST {args.split} from {args.data}"
+    if os.environ.get(MNIST_DIR_ENV):
+        X, y = load_mnist(args.split, limit=args.limit, dtype="float64")
+        return X, y, f"MNIST {args.split} from ${MNIST_DIR_ENV}={os.environ[MNIST_DIR_ENV]}"
+    X, y = load_mnist_sample(args.split, limit=args.limit, dtype="float64")
+    source = f"packaged MNIST sample ({args.split}, first {len(y)} images)"
+    err.print(f"note: no --data and no ${MNIST_DIR_ENV}: using the {source}; "
+              f"pass --data DIR for the full MNIST {args.split} set", highlight=False, soft_wrap=True, markup=False)
+    return X, y, source
+
+
+def _cmd_certify(args: argparse.Namespace) -> int:
+    from .certify import Certifier, check_eps
+    from .network import TwoLayerNet
+
+    out, err = _consoles()
+    eps_values = [check_eps(e) for e in args.eps]
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None and not json_path.parent.is_dir():
+        raise SdpcertError(f"cannot write --json {json_path}: folder {json_path.parent} does not exist")
+
+    t0 = time.perf_counter()
+    net = TwoLayerNet.load(args.model)
+    certifier = Certifier(net, rel_tol=args.rel_tol)
+    X, y, source = _load_data(args, err)
+    t_load = time.perf_counter() - t0
+    if X.shape[1] != net.d:
+        raise ShapeError(f"model {args.model} takes d = {net.d} inputs, but the data ({source}) has "
+                         f"{X.shape[1]} features per example")
+    err.print(f"model {args.model}: {net!r}, fingerprint {net.fingerprint()[:16]}; data: {source}, n = {len(y)}",
+              highlight=False, soft_wrap=True, markup=False)
+
+    pairs = None
+    t_pairs = 0.0
+    if "sdp" in args.methods:
+        t0 = time.perf_counter()
+        with _Bars(err) as bars:
+            pairs = certifier.pair_bounds(progress=lambda done, total: bars.update("pair SDPs", done, total))
+        t_pairs = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    results = {(eps, m): certifier.certify(X, y, eps, m) for eps in eps_values for m in args.methods}
+    t_certify = time.perf_counter() - t0
+
+    rows = [{"eps": eps, "clean_error": results[(eps, args.methods[0])].clean_error,
+             "certified_error": {m: results[(eps, m)].certified_error for m in args.methods}} for eps in eps_values]
+    _print_errors(out, f"{args.model} on {source} (n = {len(y)})", rows, args.methods, False)
+    lines = [f"load {t_load:.2f} s", f"certify {t_certify:.2f} s"]
+    if pairs is not None:
+        max_gap = float(pairs.relative_gap.max()) if len(pairs.pairs) else 0.0
+        lines.insert(1, f"pair SDPs {t_pairs:.2f} s ({len(pairs.pairs)} pairs, max relative gap {max_gap:.1e}, "
+                        f"rel_tol {pairs.rel_tol:g})")
+    out.print("timings: " + "; ".join(lines), highlight=False, soft_wrap=True, markup=False)
+
+    if json_path is not None:
+        report = {
+            "model": {"path": str(args.model), "fingerprint": net.fingerprint(), "d": net.d, "m": net.m, "k": net.k,
+                      "activation": net.activation},
+            "data": {"source": source, "split": args.split, "n": int(len(y))},
+            "eps": eps_values if len(eps_values) > 1 else eps_values[0],
+            "n": int(len(y)),
+            "methods": list(args.methods),
+            "results": [results[(eps, m)].summary() for eps in eps_values for m in args.methods],
+            "timings": {"load": t_load, "pair_sdp": t_pairs, "certify": t_certify},
+        }
+        if pairs is not None:
+            report["pair_sdp"] = {
+                "rel_tol": pairs.rel_tol,
+                "pairs": pairs.pairs.tolist(),
+                "upper": pairs.upper.tolist(),
+                "lower": pairs.lower.tolist(),
+                "max_relative_gap": float(pairs.relative_gap.max()) if len(pairs.pairs) else 0.0,
+                "status": list(pairs.status),
+                "sweeps": pairs.sweeps.tolist(),
+                "solver_seconds": pairs.seconds,
+            }
+        json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        err.print(f"wrote {json_path}", highlight=False, soft_wrap=True, markup=False)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------- demo
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .certify import METHODS
+    from .demo import run_demo
+
+    out, err = _consoles()
+    with _Bars(err) as bars:
+        summary = run_demo(args.seconds, args.out, args.eps, args.seed, epochs=args.epochs,
+                           progress=bars.update,
+                           log=lambda message: err.print(message, highlight=False, soft_wrap=True, markup=False))
+    training = summary["training"]
+    rows = [{"eps": r["eps"], "clean_error": r["clean_error"], "pgd_error": r["pgd_error"],
+             "certified_error": {m: r["methods"][m]["certified_error"] for m in METHODS}} for r in summary["results"]]
+    _print_errors(out, f"784-{summary['model']['m']}-10 ReLU net, packaged MNIST test sample "
+                       f"(n = {summary['data']['n']})", rows, METHODS, True)
+    t = summary["timings"]
+    pair = summary["pair_sdp"]
+    out.print(f"training: {training['epochs']} epochs ({training['stopped_by']}) in {t['train']:.1f} s, "
+              f"{training['objective']}", highlight=False, soft_wrap=True, markup=False)
+    out.print(f"pair SDPs: {pair['pairs']} pairs in {t['pair_sdp']:.2f} s, max relative gap "
+              f"{pair['max_relative_gap']:.1e}; certify {t['certify']:.2f} s; PGD {t['pgd']:.2f} s; "
+              f"total {t['total']:.1f} s", highlight=False, soft_wrap=True, markup=False)
+    out.print(f"wrote {summary['model']['path']} and {summary['summary_path']}", highlight=False, soft_wrap=True, markup=False)
+    broken = summary["broken_total"]
+    if broken:
+        for r in summary["results"]:
+            for m, s in r["methods"].items():
+                if s["broken"]:
+                    err.print(f"[bold red]UNSOUND: eps {r['eps']:g}, {m}: {s['broken']} certified point(s) broken "
+                              f"by PGD, indices {s['broken_indices'][:20]}[/bold red]")
+        out.print(f"[bold red]{broken} certified points broken by PGD: a certificate is wrong[/bold red]")
+        return EXIT_UNSOUND
+    steps = summary["pgd"]["steps"]
+    out.print(f"0 certified points broken by PGD ({steps} steps, every test image, every eps and method)",
+              highlight=False, soft_wrap=True, markup=False)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------- entry point
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``sdpcert`` command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (code 2), --help / --version (code 0)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
+    handler = {"certify": _cmd_certify, "demo": _cmd_demo}[args.command]
+    try:
+        return handler(args)
+    except SdpcertError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:  # missing / unreadable / unwritable files named on the command line
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{':' + name if name else ''}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
