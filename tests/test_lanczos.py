@@ -153,7 +153,7 @@ def test_warm_start_orthogonal_to_top_still_finds_top():
         assert res["values"][p] - ev[-2] > 0.5 * (ev[-1] - ev[-2])
 
 
-def test_warm_start_with_top_vector_converges_fast_and_bad_starts_are_ignored():
+def test_warm_start_with_top_vector_converges_fast_and_bad_starts_are_handled():
     W, V, pairs, cs = random_problem(60, 50, 3, 6)
     ops = dense_ops(W, V, pairs, cs)
     cold = core.top_eigenpairs(W, V, pairs, cs)
@@ -161,12 +161,16 @@ def test_warm_start_with_top_vector_converges_fast_and_bad_starts_are_ignored():
     warm = core.top_eigenpairs(W, V, pairs, cs, start=start)
     check_against_eigh(W, V, pairs, cs, warm, 1e-8)
     assert warm["iterations"].sum() <= cold["iterations"].sum()
-    # zero / non-finite start rows fall back to a random start and still give the right answer
-    bad = start.copy()
-    bad[0] = 0.0
-    bad[1] = np.nan
-    res = core.top_eigenpairs(W, V, pairs, cs, start=bad)
+    # a zero start row falls back to a random start and still gives the right answer
+    zero = start.copy()
+    zero[0] = 0.0
+    res = core.top_eigenpairs(W, V, pairs, cs, start=zero)
     check_against_eigh(W, V, pairs, cs, res, 1e-8)
+    # a non-finite start is bad input: a clear error, not a silent replacement
+    bad = start.copy()
+    bad[1] = np.nan
+    with pytest.raises(ValueError, match="start"):
+        core.top_eigenpairs(W, V, pairs, cs, start=bad)
 
 
 def test_dense_fallback_path():

@@ -16,6 +16,7 @@
 
 #include <Eigen/Cholesky>
 #include <algorithm>
+#include <vector>
 
 #include "common.hpp"
 
@@ -131,7 +132,13 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
   if (c.size() != D || !c.allFinite()) return out;
   const auto c1 = c.head(1 + m);
   const auto c2 = c.tail(d);
-  if (!(c2.minCoeff() > 0.0)) return out;
+  // A zero column l of W makes t-coordinate l isolated (row l of M is zero for every v): it only needs c_l >= 0
+  // and is left out of the elimination (g_l = 0). Every other t entry must be positive for C2 > 0.
+  std::vector<char> isolated(d, 0);
+  for (Index l = 0; l < d; ++l) {
+    isolated[l] = W.col(l).cwiseAbs().maxCoeff() == 0.0;
+    if (isolated[l] ? !(c2(l) >= 0.0) : !(c2(l) > 0.0)) return out;
+  }
   const double u = kUnitRoundoff, ut = u / (1.0 - u);
   const Vec v = Vi - Vj;
   const Vec v_abs = v.cwiseAbs();
@@ -146,7 +153,7 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
 
   // Step 3: S_hat through K = W diag(1/c2) W^T (lower triangle only).
   Vec g(d);
-  for (Index l = 0; l < d; ++l) g(l) = 1.0 / c2(l);
+  for (Index l = 0; l < d; ++l) g(l) = isolated[l] ? 0.0 : 1.0 / c2(l);
   const Mat Wg = W * g.asDiagonal();  // m x d
   Mat K(m, m);
   K.triangularView<Eigen::Lower>() = Wg * W.transpose();
@@ -257,24 +264,32 @@ struct LambdaBound {
   bool certified = false;
 };
 
-// Proven upper bound on lambda_max(M - diag c) for any float c. prove_lambda_min_lower needs a positive t-block;
-// otherwise c is first raised by a uniform mu: c' = fl(c + mu) with c'_t > 0, and since M - diag c =
-// (M - diag c') + diag(c' - c), lambda_max(M - diag c) <= lambda_max(M - diag c') + max_k (c'_k - c_k), the last
-// term being exact differences of floats (rounded up here).
+// Proven upper bound on lambda_max(M - diag c) for any float c, given an estimate of it (a Ritz value; NaN when
+// none: then 0 is used, right for c from a converged SDP dual). c is first moved by a uniform mu to
+// c' = fl(c + mu), mu = estimate + delta, so that diag(c') - M is just positive definite and its proof is tight;
+// since M - diag c = (M - diag c') + diag(c' - c), lambda_max(M - diag c) <= lambda_max(M - diag c') +
+// max_k (c'_k - c_k), the last term an exact difference of floats (rounded up here). mu also keeps the t-block of
+// c' positive, which the proof needs.
 inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c,
+                                          double estimate = std::numeric_limits<double>::quiet_NaN(),
                                           double alpha_hint = -1.0, bool hint_only = false) {
   LambdaBound out;
   const Index m = W.rows(), d = W.cols();
-  const double c_t_min = c.tail(d).minCoeff();
+  const double scale = std::max(c.cwiseAbs().maxCoeff(), 1e-300);
   double mu = 0.0;
-  if (!(c_t_min > 0.0)) mu = -c_t_min + 1e-8 * std::max(c.cwiseAbs().maxCoeff(), 1e-300) + 1e-300;
+  if (std::isfinite(estimate)) mu = estimate + 1e-10 * (scale + std::abs(estimate));
+  double need = -std::numeric_limits<double>::infinity();  // the t-block needs c + mu > 0
+  for (Index l = 0; l < d; ++l)
+    if (W.col(l).cwiseAbs().maxCoeff() != 0.0) need = std::max(need, -c(1 + m + l));
+  if (!(mu > need)) mu = need + 1e-10 * (scale + std::abs(need));
   const Vec c_up = (c.array() + mu).matrix();
   const DualProof proof = prove_lambda_min_lower(W, Vi, Vj, c_up, alpha_hint, hint_only);
   if (!proof.ok) return out;
   double raise = 0.0;
-  if (mu > 0.0) {
+  if (mu != 0.0) {
+    raise = -std::numeric_limits<double>::infinity();
     for (Index k = 0; k < c.size(); ++k) raise = std::max(raise, c_up(k) - c(k));
-    raise = std::nextafter(raise * (1 + 2 * kUnitRoundoff), std::numeric_limits<double>::infinity());
+    raise = round_up_sum(raise, 1);
   }
   out.bound = round_up_sum(-proof.lambda_min_lower + raise, 2);
   out.certified = std::isfinite(out.bound);
@@ -282,7 +297,6 @@ inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec
   const double D = static_cast<double>(c.size());
   const double extra = round_up_sum(static_cast<double>(1 + m) * proof.block_shift + D * proof.e_v, 3);
   out.sdp_upper = round_up_sum(positive_sum_rounded_up(c_up) + extra, 2);
-  (void)m;
   return out;
 }
 

@@ -5,7 +5,7 @@
 #include <optional>
 
 #include "certify_bound.hpp"
-#include "checks.hpp"
+#include "binding_args.hpp"
 #include "lanczos.hpp"
 #include "parallel.hpp"
 
@@ -14,18 +14,6 @@ using namespace sdpcert;
 
 namespace {
 
-void check_pairs(const Mat& W, const RowMat& V, const Eigen::Matrix<int64_t, Eigen::Dynamic, 2, Eigen::RowMajor>& pairs) {
-  require(V.cols() == W.rows(), "V must have shape (k, m) with m = W.shape[0] = " + std::to_string(W.rows()));
-  require_finite(W, "W");
-  require_finite(V, "V");
-  for (Index p = 0; p < pairs.rows(); ++p)
-    for (int q = 0; q < 2; ++q)
-      require(pairs(p, q) >= 0 && pairs(p, q) < V.rows(),
-              "pairs[" + std::to_string(p) + "] refers to a class outside 0.." + std::to_string(V.rows() - 1));
-}
-
-using Pairs = Eigen::Matrix<int64_t, Eigen::Dynamic, 2, Eigen::RowMajor>;
-
 // Row p of vs is V[i_p] - V[j_p] (columns of the returned m x P matrix).
 Mat pair_differences(const RowMat& V, const Pairs& pairs) {
   Mat vs(V.cols(), pairs.rows());
@@ -33,9 +21,12 @@ Mat pair_differences(const RowMat& V, const Pairs& pairs) {
   return vs;
 }
 
-py::dict top_eigenpairs_py(const Mat& W, const RowMat& V, const Pairs& pairs, const RowMat& cs, double tol,
+py::dict top_eigenpairs_py(const Mat& W, const RowMat& V, const py::array& pairs_in, const RowMat& cs, double tol,
                            int max_iter, int basis_size, std::optional<RowMat> start, uint64_t seed) {
-  check_pairs(W, V, pairs);
+  require_network(W, V);
+  const Pairs pairs = to_pairs(pairs_in, V.rows());
+  require(max_iter >= 1, "max_iter must be >= 1");
+  require(basis_size >= 2, "basis_size must be >= 2");
   const Index D = pair_dim(W.rows(), W.cols()), P = pairs.rows();
   require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
   require_finite(cs, "cs");
@@ -43,6 +34,7 @@ py::dict top_eigenpairs_py(const Mat& W, const RowMat& V, const Pairs& pairs, co
   Mat startT;
   if (start) {
     require(start->rows() == P && start->cols() == D, "start must have shape " + shape_str(P, D));
+    require_finite(*start, "start");
     startT = start->transpose();
   }
   Mat vs = pair_differences(V, pairs), csT = cs.transpose();
@@ -67,19 +59,27 @@ py::dict top_eigenpairs_py(const Mat& W, const RowMat& V, const Pairs& pairs, co
   return out;
 }
 
-py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const Pairs& pairs, const RowMat& cs,
+py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const py::array& pairs_in, const RowMat& cs,
                                     int threads) {
-  check_pairs(W, V, pairs);
+  require_network(W, V);
+  const Pairs pairs = to_pairs(pairs_in, V.rows());
   const Index D = pair_dim(W.rows(), W.cols()), P = pairs.rows();
   require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
   require_finite(cs, "cs");
   Vec bounds(P), dual(P);
   {
     py::gil_scoped_release release;
+    // Estimates first (batched Lanczos): the proof then shifts c to just above them, which keeps it tight.
+    Mat vs = pair_differences(V, pairs), csT = cs.transpose();
+    LanczosOptions lo;
+    lo.tol = 1e-10;
+    lo.max_iter = 300;
+    lo.dense_fallback = false;
+    const LanczosResult est = top_eigenpairs(PairOperator(W, vs, csT), lo, nullptr);
     parallel_for_pairs(P, threads, [&](long p) {
       const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
       const Vec c = cs.row(p).transpose();
-      const LambdaBound b = lambda_max_upper_bound(W, Vi, Vj, c);
+      const LambdaBound b = lambda_max_upper_bound(W, Vi, Vj, c, est.values(p));
       bounds(p) = b.bound;
       dual(p) = b.certified ? std::min(b.sdp_upper, dual_objective_rounded_up(b.bound, c))
                             : std::numeric_limits<double>::infinity();
@@ -92,6 +92,7 @@ py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const Pairs& 
 }
 
 double spectral_norm_upper_bound_py(const Mat& W, double estimate) {
+  require(W.rows() >= 1 && W.cols() >= 1, "W must be non-empty");
   require_finite(W, "W");
   require(estimate >= 0 && std::isfinite(estimate), "estimate must be finite and >= 0");
   py::gil_scoped_release release;

@@ -13,6 +13,7 @@ using namespace sdpcert;
 namespace {
 
 Mat pair_matrix(const Mat& W, const Vec& v, std::optional<Vec> c) {
+  require(W.rows() >= 1 && W.cols() >= 1, "W must have shape (m, d) with m >= 1 and d >= 1");
   require(v.size() == W.rows(), "v must have length m = W.shape[0] = " + std::to_string(W.rows()));
   require_finite(W, "W");
   require_finite(v, "v");
@@ -21,6 +22,7 @@ Mat pair_matrix(const Mat& W, const Vec& v, std::optional<Vec> c) {
   Mat cs;
   if (c) {
     require(c->size() == D, "c must have length D = 1 + m + d = " + std::to_string(D));
+    require_finite(*c, "c");
     cs = *c;
   }
   py::gil_scoped_release release;
@@ -30,11 +32,16 @@ Mat pair_matrix(const Mat& W, const Vec& v, std::optional<Vec> c) {
 // vs: P x m, cs: P x D or None, X: P x D (row p is pair p's vector). Returns P x D.
 RowMat apply_pair_operator(const Mat& W, const RowMat& vs, std::optional<RowMat> cs, const RowMat& X) {
   const Index m = W.rows(), d = W.cols(), D = pair_dim(m, d), P = vs.rows();
+  require(m >= 1 && d >= 1, "W must have shape (m, d) with m >= 1 and d >= 1");
   require(vs.cols() == m, "vs must have shape (P, m) with m = " + std::to_string(m));
   require(X.rows() == P && X.cols() == D, "X must have shape " + shape_str(P, D));
+  require_finite(W, "W");
+  require_finite(vs, "vs");
+  require_finite(X, "X");
   Mat csT;
   if (cs) {
     require(cs->rows() == P && cs->cols() == D, "cs must have shape " + shape_str(P, D));
+    require_finite(*cs, "cs");
     csT = cs->transpose();
   }
   Mat vsT = vs.transpose(), XT = X.transpose(), Y;

@@ -5,7 +5,7 @@
 #include <optional>
 #include <vector>
 
-#include "checks.hpp"
+#include "binding_args.hpp"
 #include "parallel.hpp"
 #include "sdp_solver.hpp"
 
@@ -14,23 +14,22 @@ using namespace sdpcert;
 
 namespace {
 
-using Pairs = Eigen::Matrix<int64_t, Eigen::Dynamic, 2, Eigen::RowMajor>;
 
-py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const Pairs& pairs, double rel_tol, int max_sweeps,
+py::dict solve_pair_sdps_py(const Mat& W_in, const RowMat& V, const py::array& pairs_in, double rel_tol, int max_sweeps,
                             int rank, uint64_t seed, std::optional<std::vector<Mat>> warm, int threads,
                             bool return_factors, double relaxation) {
-  require(V.cols() == W.rows(), "V must have shape (k, m) with m = W.shape[0] = " + std::to_string(W.rows()));
-  require_finite(W, "W");
-  require_finite(V, "V");
+  require_network(W_in, V);
+  const Pairs pairs = to_pairs(pairs_in, V.rows());
   require(rel_tol > 0 && std::isfinite(rel_tol), "rel_tol must be positive and finite");
   require(max_sweeps >= 1, "max_sweeps must be >= 1");
   require(rank >= 1, "rank must be >= 1");
   require(relaxation > 0 && relaxation < 2, "relaxation must lie in (0, 2)");
-  const Index P = pairs.rows(), D = pair_dim(W.rows(), W.cols());
-  for (Index p = 0; p < P; ++p)
-    for (int q = 0; q < 2; ++q)
-      require(pairs(p, q) >= 0 && pairs(p, q) < V.rows(),
-              "pairs[" + std::to_string(p) + "] refers to a class outside 0.." + std::to_string(V.rows() - 1));
+  const Index P = pairs.rows(), D = pair_dim(W_in.rows(), W_in.cols());
+  // M is bilinear in (W, v): solving with 2^a W and 2^b v and scaling back by 2^-(a+b) is exact when the scalings
+  // are (checked), and keeps squares and norms far from overflow and underflow for extreme weights.
+  int w_exp = balancing_exponent(W_in);
+  if (!exactly_scalable(W_in, w_exp)) w_exp = 0;
+  const Mat W = std::ldexp(1.0, w_exp) * W_in;
   if (warm) {
     require(static_cast<Index>(warm->size()) == P, "warm must hold one factor per pair");
     for (Index p = 0; p < P; ++p)
@@ -38,6 +37,7 @@ py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const Pairs& pairs, d
               "warm[" + std::to_string(p) + "] must have D = " + std::to_string(D) + " rows");
   }
   std::vector<SdpResult> results;
+  std::vector<int> v_exps(P, 0);
   {
     py::gil_scoped_release release;
     std::vector<PairSolver> solvers;
@@ -48,13 +48,27 @@ py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const Pairs& pairs, d
       opt.max_sweeps = max_sweeps;
       opt.rank = rank;
       opt.relaxation = relaxation;
-      // Seeded by the pair itself so that results do not depend on which other pairs are solved with it.
+      // Seeded by the pair itself: with the fixed groups of solve_pairs, results do not depend on the thread count.
       opt.seed = seed * 1000003ULL + static_cast<uint64_t>(pairs(p, 0)) * 1009ULL + static_cast<uint64_t>(pairs(p, 1));
-      solvers.emplace_back(W, V.row(pairs(p, 0)).transpose(), V.row(pairs(p, 1)).transpose(), opt,
+      Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
+      Mat both(Vi.size(), 2);
+      both << Vi, Vj;
+      int v_exp = balancing_exponent(Vi - Vj);
+      if (!exactly_scalable(both, v_exp)) v_exp = 0;
+      v_exps[p] = v_exp;
+      solvers.emplace_back(W, std::ldexp(1.0, v_exp) * Vi, std::ldexp(1.0, v_exp) * Vj, opt,
                            warm ? &(*warm)[p] : nullptr);
     }
     solve_pairs(W, solvers, threads);
-    for (auto& s : solvers) results.push_back(s.result());
+    for (Index p = 0; p < P; ++p) {
+      SdpResult res = solvers[p].result();
+      const int back = -(w_exp + v_exps[p]);  // exact: powers of two (results overflowing become inf: still sound)
+      res.lower = std::ldexp(res.lower, back);
+      res.upper = std::ldexp(res.upper, back);
+      res.lambda_bound = std::ldexp(res.lambda_bound, back);
+      res.c = std::ldexp(1.0, back) * res.c;
+      results.push_back(res);
+    }
   }
   Vec lower(P), upper(P), seconds(P), lambda_bounds(P);
   Eigen::VectorXi sweeps(P), ranks(P), attempts(P);

@@ -156,7 +156,7 @@ class PairSolver {
     stalled_ = (lower_ - prev_check_lower_) <= 1e-3 * opt_.rel_tol * std::abs(lower_);
     prev_check_lower_ = lower_;
     // The proxy gap underestimates the true gap by ~1e4 on MNIST-sized pairs (measured), hence the 1e-4.
-    return (proxy_gap_ <= 1e-4 * opt_.rel_tol || stalled_ || last) && sweep_ >= next_proof_sweep_;
+    return last || ((proxy_gap_ <= 1e-4 * opt_.rel_tol || stalled_) && sweep_ >= next_proof_sweep_);
   }
 
   // Proves an upper bound from the current c; decides convergence or a rank increase. Thread-safe per pair.
@@ -169,7 +169,7 @@ class PairSolver {
     // decides between stopping and growing the rank.
     const bool full = sweep_ >= opt_.max_sweeps || (stalled_ && proxy_gap_ <= 1e-4 * opt_.rel_tol);
     const double hint = 0.9 * budget / static_cast<double>(1 + m_);
-    LambdaBound lb = lambda_max_upper_bound(W_, Vi_, Vj_, c_, hint, !full);
+    LambdaBound lb = lambda_max_upper_bound(W_, Vi_, Vj_, c_, std::numeric_limits<double>::quiet_NaN(), hint, !full);
     if (lb.certified) {
       const double up = std::min(lb.sdp_upper, dual_objective_rounded_up(lb.bound, c_));
       if (up < res_.upper) {
@@ -296,15 +296,15 @@ inline SdpResult solve_pair_sdp(const Mat& W, const Vec& Vi, const Vec& Vj, cons
   return solver.result();
 }
 
-// Solves many pairs: they are dealt round-robin into one group per thread; each group is batched (its GEMMs are
-// wide) and the groups run in parallel (OpenMP). Eigen's own GEMM threading is not used: on a loaded 2-core machine
-// its spin-waiting threads made a solve 30x slower (measured), while independent groups degrade gracefully.
-inline void solve_pairs(const Mat& W, std::vector<PairSolver>& solvers, int threads) {
-  if (threads <= 0) threads = available_threads();
-  const int groups = static_cast<int>(std::max<size_t>(1, std::min<size_t>(threads, solvers.size())));
+// Solves many pairs: consecutive groups of `group_size` pairs are batched (their GEMMs are wide) and the groups run
+// in parallel (OpenMP, dynamic). Groups do not depend on the thread count, so neither do the results (GEMM blocking,
+// hence summation order, depends on the batch width). Eigen's own GEMM threading is not used: on a loaded 2-core
+// machine its spin-waiting threads made a solve 30x slower (measured), while independent groups degrade gracefully.
+inline void solve_pairs(const Mat& W, std::vector<PairSolver>& solvers, int threads, size_t group_size = 8) {
+  const size_t groups = (solvers.size() + group_size - 1) / group_size;
   std::vector<std::vector<PairSolver*>> grouped(groups);
-  for (size_t p = 0; p < solvers.size(); ++p) grouped[p % groups].push_back(&solvers[p]);
-  parallel_for_pairs(groups, groups, [&](long g) { solve_pairs_batched(W, grouped[g]); });
+  for (size_t p = 0; p < solvers.size(); ++p) grouped[p / group_size].push_back(&solvers[p]);
+  parallel_for_pairs(static_cast<long>(groups), threads, [&](long g) { solve_pairs_batched(W, grouped[g]); });
 }
 
 }  // namespace sdpcert

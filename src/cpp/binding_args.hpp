@@ -1,0 +1,64 @@
+// Argument conversion shared by the register_*.cpp files (Python side of the bindings only).
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+
+#include "checks.hpp"
+
+namespace sdpcert {
+
+using Pairs = Eigen::Matrix<int64_t, Eigen::Dynamic, 2, Eigen::RowMajor>;
+
+// (P, 2) integer array of class pairs, each index in [0, k). Float arrays are refused rather than truncated.
+inline Pairs to_pairs(const pybind11::array& a, Index k) {
+  const char kind = a.dtype().kind();
+  require(kind == 'i' || kind == 'u', "pairs must be an integer array of shape (P, 2); got dtype kind '" +
+                                          std::string(1, kind) + "'");
+  require(a.ndim() == 2 && a.shape(1) == 2, "pairs must have shape (P, 2)");
+  auto ints = pybind11::array_t<int64_t, pybind11::array::c_style | pybind11::array::forcecast>::ensure(a);
+  const Index P = a.shape(0);
+  Pairs pairs(P, 2);
+  for (Index p = 0; p < P; ++p)
+    for (int q = 0; q < 2; ++q) {
+      pairs(p, q) = ints.at(p, q);
+      require(pairs(p, q) >= 0 && pairs(p, q) < k,
+              "pairs[" + std::to_string(p) + "] refers to a class outside 0.." + std::to_string(k - 1));
+    }
+  return pairs;
+}
+
+inline void require_network(const Mat& W, const RowMat& V) {
+  require(W.rows() >= 1 && W.cols() >= 1, "W must have shape (m, d) with m >= 1 and d >= 1; got " +
+                                              shape_str(W.rows(), W.cols()));
+  require(V.cols() == W.rows(), "V must have shape (k, m) with m = W.shape[0] = " + std::to_string(W.rows()) +
+                                    "; got " + shape_str(V.rows(), V.cols()));
+  require_finite(W, "W");
+  require_finite(V, "V");
+}
+
+// Exponent e with 2^e * max|x| in [0.5, 1): scaling by a power of two is exact unless it overflows or lands in
+// the subnormals, which `exactly_scalable` rules out. Returns 0 for all-zero input.
+template <class Derived>
+int balancing_exponent(const Eigen::DenseBase<Derived>& x) {
+  const double mx = x.derived().cwiseAbs().maxCoeff();
+  if (!(mx > 0.0) || !std::isfinite(mx)) return 0;
+  int e = 0;
+  std::frexp(mx, &e);
+  return -e;
+}
+
+template <class Derived>
+bool exactly_scalable(const Eigen::DenseBase<Derived>& x, int e) {
+  const auto& d = x.derived();
+  for (Index j = 0; j < d.cols(); ++j)
+    for (Index i = 0; i < d.rows(); ++i) {
+      const double y = std::ldexp(d(i, j), e);
+      if (std::ldexp(y, -e) != d(i, j) || (y != 0.0 && std::abs(y) < DBL_MIN)) return false;
+    }
+  return true;
+}
+
+}  // namespace sdpcert
