@@ -43,6 +43,7 @@ struct SdpOptions {
   int max_rank = 0;        // 0: ceil(sqrt(2 D)) (Barvinok-Pataki: an optimal P of that rank exists)
   int check_every = 10;    // sweeps between convergence checks
   double relaxation = 1.8; // over-relaxation of each block update (1: plain block-coordinate ascent)
+  bool float32_start = true;  // first sweeps with float32 GEMMs (2x their speed) until the proxy gap is < 1e-7
   uint64_t seed = 0;
 };
 
@@ -86,6 +87,7 @@ class PairSolver {
     D_ = pair_dim(m_, d_);
     v_ = Vi_ - Vj_;
     max_rank_ = opt.max_rank > 0 ? opt.max_rank : static_cast<int>(std::ceil(std::sqrt(2.0 * D_)));
+    low_precision_ = opt.float32_start && warm == nullptr;
     r_ = std::max(1, std::min(opt.rank, max_rank_));
     c_.resize(D_);
     if (v_.cwiseAbs().maxCoeff() == 0.0) {
@@ -110,6 +112,7 @@ class PairSolver {
   }
 
   bool done() const { return done_; }
+  bool low_precision() const { return low_precision_; }
   int rank() const { return r_; }
 
   // Y = diag(v) (Us + 1 u0^T): then B U1 = W^T Y.
@@ -151,6 +154,16 @@ class PairSolver {
     U1_.swap(U1_new);
     const bool last = sweep_ >= opt_.max_sweeps;
     if (!(sweep_ % opt_.check_every == 0 || last)) return false;
+    if (low_precision_) {
+      // The float32 phase only gets the factor close; no proof from its c (its rounding noise, ~1e-7 relative,
+      // is above what a 1e-6 gap allows in lambda). Switch to float64 once the proxy gap reaches that noise.
+      const double sum_c = c_.sum();
+      const double proxy = std::abs(sum_c - lower_) / std::max(std::abs(sum_c), 1e-300);
+      if (proxy <= 1e-7 || sweep_ >= opt_.max_sweeps / 2 || (lower_ - prev_check_lower_) <= 1e-7 * std::abs(lower_))
+        low_precision_ = false;
+      prev_check_lower_ = lower_;
+      if (!last) return false;
+    }
     const double sum_c = c_.sum();  // equals lower at a stationary point
     proxy_gap_ = std::abs(sum_c - lower_) / std::max(std::abs(sum_c), 1e-300);
     stalled_ = (lower_ - prev_check_lower_) <= 1e-3 * opt_.rel_tol * std::abs(lower_);
@@ -250,37 +263,59 @@ class PairSolver {
   double lower_ = 0.0, best_lower_ = -std::numeric_limits<double>::infinity();
   double prev_check_lower_ = -std::numeric_limits<double>::infinity();
   double proxy_gap_ = 1.0;
-  bool stalled_ = false, done_ = false;
+  bool stalled_ = false, done_ = false, low_precision_ = false;
   int sweep_ = 0, next_proof_sweep_ = 0;
   SdpResult res_;
 };
 
+namespace detail {
+
+// One sweep for the pairs `idx` with W in the scalar type of `Ws` (double, or float for the float32 phase): two
+// GEMMs for all of them, the per-pair updates in double. Pairs whose proof is due are appended to `due`.
+template <class WMat>
+void sweep_pairs(const WMat& Ws, const std::vector<PairSolver*>& solvers, const std::vector<size_t>& idx,
+                 std::vector<size_t>& due) {
+  using Scalar = typename WMat::Scalar;
+  using SMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  if (idx.empty()) return;
+  const Index m = Ws.rows(), d = Ws.cols();
+  std::vector<Index> offset(idx.size() + 1, 0);
+  for (size_t q = 0; q < idx.size(); ++q) offset[q + 1] = offset[q] + solvers[idx[q]]->rank();
+  const Index cols = offset.back();
+  Mat Y(m, cols);
+  for (size_t q = 0; q < idx.size(); ++q)
+    solvers[idx[q]]->write_Y(Y.middleCols(offset[q], offset[q + 1] - offset[q]));
+  SMat Gs = Ws.transpose() * Y.template cast<Scalar>();
+  Mat G = Gs.template cast<double>();
+  Mat U2(d, cols);
+  for (size_t q = 0; q < idx.size(); ++q) {
+    auto& s = *solvers[idx[q]];
+    s.take_G(G.middleCols(offset[q], offset[q + 1] - offset[q]));
+    U2.middleCols(offset[q], offset[q + 1] - offset[q]) = s.U2();
+  }
+  SMat Hs = Ws * U2.template cast<Scalar>();
+  Mat H = Hs.template cast<double>();
+  for (size_t q = 0; q < idx.size(); ++q)
+    if (solvers[idx[q]]->take_H(H.middleCols(offset[q], offset[q + 1] - offset[q]))) due.push_back(idx[q]);
+}
+
+}  // namespace detail
+
 // Solves the pair SDPs of `solvers` together, on the calling thread: per sweep, one GEMM with W^T and one with W
-// for all active pairs, then the due proofs.
+// for all active pairs (two of each while some pairs are still in their float32 phase), then the due proofs.
 inline void solve_pairs_batched(const Mat& W, const std::vector<PairSolver*>& solvers) {
-  const Index m = W.rows(), d = W.cols();
-  Mat Y, G, U2, H;
-  std::vector<size_t> active, due;
+  Eigen::MatrixXf Wf;
+  std::vector<size_t> active, due, fp32, fp64;
   for (size_t p = 0; p < solvers.size(); ++p)
     if (!solvers[p]->done()) active.push_back(p);
   while (!active.empty()) {
-    std::vector<Index> offset(active.size() + 1, 0);
-    for (size_t q = 0; q < active.size(); ++q) offset[q + 1] = offset[q] + solvers[active[q]]->rank();
-    const Index cols = offset.back();
-    Y.resize(m, cols);
-    for (size_t q = 0; q < active.size(); ++q)
-      solvers[active[q]]->write_Y(Y.middleCols(offset[q], offset[q + 1] - offset[q]));
-    G.noalias() = W.transpose() * Y;
-    U2.resize(d, cols);
-    for (size_t q = 0; q < active.size(); ++q) {
-      auto& s = *solvers[active[q]];
-      s.take_G(G.middleCols(offset[q], offset[q + 1] - offset[q]));
-      U2.middleCols(offset[q], offset[q + 1] - offset[q]) = s.U2();
-    }
-    H.noalias() = W * U2;
+    fp32.clear();
+    fp64.clear();
+    for (size_t p : active) (solvers[p]->low_precision() ? fp32 : fp64).push_back(p);
+    if (!fp32.empty() && Wf.size() == 0) Wf = W.cast<float>();
     due.clear();
-    for (size_t q = 0; q < active.size(); ++q)
-      if (solvers[active[q]]->take_H(H.middleCols(offset[q], offset[q + 1] - offset[q]))) due.push_back(active[q]);
+    detail::sweep_pairs(Wf, solvers, fp32, due);
+    detail::sweep_pairs(W, solvers, fp64, due);
     for (size_t p : due) solvers[p]->prove();
     std::vector<size_t> still;
     for (size_t p : active)
