@@ -148,7 +148,8 @@ class PairSolver {
     c_(0) = h0.norm();
     c_.segment(1, m_) = U1_new.bottomRows(m_).rowwise().norm();
     c_.tail(d_) = g_norm_;
-    best_lower_ = std::max(best_lower_, lower_);
+    // Only float64 sweeps may set the lower bound: a float32 G misstates the feasible point's value by ~1e-7.
+    if (!low_precision_) best_lower_ = std::max(best_lower_, lower_);
     detail::normalise_rows(U1_new, U1_);
     relax(U1_new, U1_);
     U1_.swap(U1_new);
