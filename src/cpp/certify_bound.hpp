@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "parallel.hpp"
 
 namespace sdpcert {
 
@@ -126,7 +127,7 @@ inline double estimate_lambda_min(const Mat& S) {
 //  `alpha_hint` >= 0: try that shift first and, if `hint_only`, give up when it fails (a cheap "is c good enough
 //  yet?" test for the solver: it skips the Lanczos estimate and the shift search).
 inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c,
-                                        double alpha_hint = -1.0, bool hint_only = false) {
+                                        double alpha_hint = -1.0, bool hint_only = false, int threads = 1) {
   DualProof out;
   const Index m = W.rows(), d = W.cols(), D = pair_dim(m, d);
   if (c.size() != D || !c.allFinite()) return out;
@@ -155,8 +156,18 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
   Vec g(d);
   for (Index l = 0; l < d; ++l) g(l) = isolated[l] ? 0.0 : 1.0 / c2(l);
   const Mat Wg = W * g.asDiagonal();  // m x d
+  // Lower triangle of K in three blocks, always (so the summation order does not depend on `threads`): the two
+  // diagonal triangles on one thread, the off-diagonal block (the same work) on the other.
   Mat K(m, m);
-  K.triangularView<Eigen::Lower>() = Wg * W.transpose();
+  const Index h = m / 2;
+  run_two(
+      threads,
+      [&] {
+        K.topLeftCorner(h, h).triangularView<Eigen::Lower>() = Wg.topRows(h) * W.topRows(h).transpose();
+        K.bottomRightCorner(m - h, m - h).triangularView<Eigen::Lower>() =
+            Wg.bottomRows(m - h) * W.bottomRows(m - h).transpose();
+      },
+      [&] { K.bottomLeftCorner(m - h, h).noalias() = Wg.bottomRows(m - h) * W.topRows(h).transpose(); });
   Mat S(1 + m, 1 + m);
   Vec row_sums = Vec::Zero(m);
   for (Index j = 0; j < m; ++j) {
@@ -272,7 +283,7 @@ struct LambdaBound {
 // c' positive, which the proof needs.
 inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c,
                                           double estimate = std::numeric_limits<double>::quiet_NaN(),
-                                          double alpha_hint = -1.0, bool hint_only = false) {
+                                          double alpha_hint = -1.0, bool hint_only = false, int threads = 1) {
   LambdaBound out;
   const Index m = W.rows(), d = W.cols();
   const double scale = std::max(c.cwiseAbs().maxCoeff(), 1e-300);
@@ -283,7 +294,7 @@ inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec
     if (W.col(l).cwiseAbs().maxCoeff() != 0.0) need = std::max(need, -c(1 + m + l));
   if (!(mu > need)) mu = need + 1e-10 * (scale + std::abs(need));
   const Vec c_up = (c.array() + mu).matrix();
-  const DualProof proof = prove_lambda_min_lower(W, Vi, Vj, c_up, alpha_hint, hint_only);
+  const DualProof proof = prove_lambda_min_lower(W, Vi, Vj, c_up, alpha_hint, hint_only, threads);
   if (!proof.ok) return out;
   double raise = 0.0;
   if (mu != 0.0) {

@@ -40,3 +40,34 @@ void parallel_for_pairs(long n, int threads, F&& body) {
 }
 
 }  // namespace sdpcert
+
+namespace sdpcert {
+
+// Runs f0 and f1, on two threads when `threads` >= 2 and we are not already inside a parallel region. Callers split
+// work the same way whether or not it runs in parallel, so results do not depend on the thread count.
+template <class F0, class F1>
+void run_two(int threads, F0&& f0, F1&& f1) {
+#ifdef SDPCERT_HAVE_OPENMP
+  if (threads >= 2 && !omp_in_parallel()) {
+    std::exception_ptr error;
+    std::mutex error_mutex;
+#pragma omp parallel num_threads(2)
+    {
+      try {
+        if (omp_get_thread_num() == 0) f0();
+        else f1();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    return;
+  }
+#endif
+  (void)threads;
+  f0();
+  f1();
+}
+
+}  // namespace sdpcert

@@ -174,7 +174,7 @@ class PairSolver {
   }
 
   // Proves an upper bound from the current c; decides convergence or a rank increase. Thread-safe per pair.
-  void prove() {
+  void prove(int threads = 1) {
     res_.proof_attempts += 1;
     const double budget = opt_.rel_tol * std::abs(c_.sum());  // allowed (upper - lower)
     // First the cheap test "does c already meet the budget with a (1, s)-block shift costing 0.9 of it?" (the
@@ -183,7 +183,8 @@ class PairSolver {
     // decides between stopping and growing the rank.
     const bool full = sweep_ >= opt_.max_sweeps || (stalled_ && proxy_gap_ <= 1e-4 * opt_.rel_tol);
     const double hint = 0.9 * budget / static_cast<double>(1 + m_);
-    LambdaBound lb = lambda_max_upper_bound(W_, Vi_, Vj_, c_, std::numeric_limits<double>::quiet_NaN(), hint, !full);
+    LambdaBound lb =
+        lambda_max_upper_bound(W_, Vi_, Vj_, c_, std::numeric_limits<double>::quiet_NaN(), hint, !full, threads);
     if (lb.certified) {
       const double up = std::min(lb.sdp_upper, dual_objective_rounded_up(lb.bound, c_));
       if (up < res_.upper) {
@@ -273,9 +274,11 @@ namespace detail {
 
 // One sweep for the pairs `idx` with W in the scalar type of `Ws` (double, or float for the float32 phase): two
 // GEMMs for all of them, the per-pair updates in double. Pairs whose proof is due are appended to `due`.
+// Each GEMM is computed as two row blocks (on two threads when `threads` >= 2): always split, so that the
+// summation order, hence the result, does not depend on the thread count.
 template <class WMat>
 void sweep_pairs(const WMat& Ws, const std::vector<PairSolver*>& solvers, const std::vector<size_t>& idx,
-                 std::vector<size_t>& due) {
+                 std::vector<size_t>& due, int threads) {
   using Scalar = typename WMat::Scalar;
   using SMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   if (idx.empty()) return;
@@ -286,7 +289,11 @@ void sweep_pairs(const WMat& Ws, const std::vector<PairSolver*>& solvers, const 
   Mat Y(m, cols);
   for (size_t q = 0; q < idx.size(); ++q)
     solvers[idx[q]]->write_Y(Y.middleCols(offset[q], offset[q + 1] - offset[q]));
-  SMat Gs = Ws.transpose() * Y.template cast<Scalar>();
+  const SMat Ys = Y.template cast<Scalar>();
+  SMat Gs(d, cols);
+  const Index d1 = d / 2, m1 = m / 2;
+  run_two(threads, [&] { Gs.topRows(d1).noalias() = Ws.leftCols(d1).transpose() * Ys; },
+          [&] { Gs.bottomRows(d - d1).noalias() = Ws.rightCols(d - d1).transpose() * Ys; });
   Mat G = Gs.template cast<double>();
   Mat U2(d, cols);
   for (size_t q = 0; q < idx.size(); ++q) {
@@ -294,7 +301,10 @@ void sweep_pairs(const WMat& Ws, const std::vector<PairSolver*>& solvers, const 
     s.take_G(G.middleCols(offset[q], offset[q + 1] - offset[q]));
     U2.middleCols(offset[q], offset[q + 1] - offset[q]) = s.U2();
   }
-  SMat Hs = Ws * U2.template cast<Scalar>();
+  const SMat U2s = U2.template cast<Scalar>();
+  SMat Hs(m, cols);
+  run_two(threads, [&] { Hs.topRows(m1).noalias() = Ws.topRows(m1) * U2s; },
+          [&] { Hs.bottomRows(m - m1).noalias() = Ws.bottomRows(m - m1) * U2s; });
   Mat H = Hs.template cast<double>();
   for (size_t q = 0; q < idx.size(); ++q)
     if (solvers[idx[q]]->take_H(H.middleCols(offset[q], offset[q + 1] - offset[q]))) due.push_back(idx[q]);
@@ -304,7 +314,7 @@ void sweep_pairs(const WMat& Ws, const std::vector<PairSolver*>& solvers, const 
 
 // Solves the pair SDPs of `solvers` together, on the calling thread: per sweep, one GEMM with W^T and one with W
 // for all active pairs (two of each while some pairs are still in their float32 phase), then the due proofs.
-inline void solve_pairs_batched(const Mat& W, const std::vector<PairSolver*>& solvers) {
+inline void solve_pairs_batched(const Mat& W, const std::vector<PairSolver*>& solvers, int threads = 1) {
   Eigen::MatrixXf Wf;
   std::vector<size_t> active, due, fp32, fp64;
   for (size_t p = 0; p < solvers.size(); ++p)
@@ -315,9 +325,9 @@ inline void solve_pairs_batched(const Mat& W, const std::vector<PairSolver*>& so
     for (size_t p : active) (solvers[p]->low_precision() ? fp32 : fp64).push_back(p);
     if (!fp32.empty() && Wf.size() == 0) Wf = W.cast<float>();
     due.clear();
-    detail::sweep_pairs(Wf, solvers, fp32, due);
-    detail::sweep_pairs(W, solvers, fp64, due);
-    for (size_t p : due) solvers[p]->prove();
+    detail::sweep_pairs(Wf, solvers, fp32, due, threads);
+    detail::sweep_pairs(W, solvers, fp64, due, threads);
+    for (size_t p : due) solvers[p]->prove(threads);
     std::vector<size_t> still;
     for (size_t p : active)
       if (!solvers[p]->done()) still.push_back(p);
@@ -340,6 +350,12 @@ inline void solve_pairs(const Mat& W, std::vector<PairSolver>& solvers, int thre
   const size_t groups = (solvers.size() + group_size - 1) / group_size;
   std::vector<std::vector<PairSolver*>> grouped(groups);
   for (size_t p = 0; p < solvers.size(); ++p) grouped[p / group_size].push_back(&solvers[p]);
+  if (threads <= 0) threads = available_threads();
+  if (groups == 1) {
+    // One group cannot use the other cores through groups: its GEMMs and proofs split in two instead.
+    solve_pairs_batched(W, grouped[0], threads);
+    return;
+  }
   parallel_for_pairs(static_cast<long>(groups), threads, [&](long g) { solve_pairs_batched(W, grouped[g]); });
 }
 
