@@ -10,6 +10,7 @@
 #pragma once
 
 #include "common.hpp"
+#include "parallel.hpp"
 
 namespace sdpcert {
 
@@ -26,11 +27,16 @@ class PairOperator {
 
   // Y.col(p) = (M_p - diag(c_p)) X.col(p) for the pairs listed in `active` (indices into 0..P-1); X and Y are
   // D x |active|, column q belonging to pair active[q].
+  // threads >= 2: the two GEMMs run as two fixed row blocks on two threads (same result either way).
   template <class ActiveList>
-  void perform_op(const Mat& X, Mat& Y, const ActiveList& active) const {
+  void perform_op(const Mat& X, Mat& Y, const ActiveList& active, int threads = 1) const {
     const Index mm = m(), dd = d(), n = static_cast<Index>(active.size());
     Y.resize(rows(), n);
-    Mat Wyt = W_ * X.bottomRows(dd);  // m x n  (GEMM)
+    const Mat Xt = X.bottomRows(dd);
+    Mat Wyt(mm, n);  // W X_t (GEMM)
+    const Index h = mm / 2, hd = dd / 2;
+    run_two(threads, [&] { Wyt.topRows(h).noalias() = W_.topRows(h) * Xt; },
+            [&] { Wyt.bottomRows(mm - h).noalias() = W_.bottomRows(mm - h) * Xt; });
     Mat T(mm, n);
     for (Index q = 0; q < n; ++q) {
       const Index p = active[q];
@@ -39,7 +45,8 @@ class PairOperator {
       Y.col(q).segment(1, mm) = v.cwiseProduct(Wyt.col(q));
       T.col(q) = v.cwiseProduct((X.col(q).segment(1, mm).array() + X(0, q)).matrix());
     }
-    Y.bottomRows(dd).noalias() = W_.transpose() * T;  // d x n  (GEMM)
+    run_two(threads, [&] { Y.middleRows(1 + mm, hd).noalias() = W_.leftCols(hd).transpose() * T; },
+            [&] { Y.bottomRows(dd - hd).noalias() = W_.rightCols(dd - hd).transpose() * T; });  // W^T T (GEMM)
     if (cs_.size() > 0) {
       for (Index q = 0; q < n; ++q) Y.col(q) -= cs_.col(active[q]).cwiseProduct(X.col(q));
     }

@@ -22,7 +22,7 @@ Mat pair_differences(const RowMat& V, const Pairs& pairs) {
 }
 
 py::dict top_eigenpairs_py(const Mat& W, const RowMat& V, const py::array& pairs_in, const RowMat& cs, double tol,
-                           int max_iter, int basis_size, std::optional<RowMat> start, uint64_t seed) {
+                           int max_iter, int basis_size, std::optional<RowMat> start, uint64_t seed, int threads) {
   require_network(W, V);
   const Pairs pairs = to_pairs(pairs_in, V.rows());
   require(max_iter >= 1, "max_iter must be >= 1");
@@ -46,6 +46,7 @@ py::dict top_eigenpairs_py(const Mat& W, const RowMat& V, const py::array& pairs
     opt.max_iter = max_iter;
     opt.basis_size = basis_size;
     opt.seed = seed;
+    opt.threads = threads <= 0 ? available_threads() : threads;
     r = top_eigenpairs(PairOperator(W, vs, csT), opt, start ? &startT : nullptr);
   }
   py::list status;
@@ -75,6 +76,7 @@ py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const py::arr
     lo.tol = 1e-10;
     lo.max_iter = 300;
     lo.dense_fallback = false;
+    lo.threads = threads <= 0 ? available_threads() : threads;
     const LanczosResult est = top_eigenpairs(PairOperator(W, vs, csT), lo, nullptr);
     parallel_for_pairs(P, threads, [&](long p) {
       const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
@@ -103,8 +105,8 @@ double spectral_norm_upper_bound_py(const Mat& W, double estimate) {
 
 void register_eigen(py::module_& m) {
   m.def("top_eigenpairs", &top_eigenpairs_py, py::arg("W"), py::arg("V"), py::arg("pairs"), py::arg("cs"),
-        py::arg("tol") = 1e-8, py::arg("max_iter") = 600, py::arg("basis_size") = 80, py::arg("start") = py::none(),
-        py::arg("seed") = 0,
+        py::arg("tol") = 1e-8, py::arg("max_iter") = 600, py::arg("basis_size") = 48, py::arg("start") = py::none(),
+        py::arg("seed") = 0, py::arg("threads") = 0,
         "Top eigenpair of M(V[i]-V[j]) - diag(cs[p]) for each pair p = (i, j), by batched Lanczos (Ritz values: "
         "estimates, not bounds). Returns dict(values, vectors (P, D), residuals, iterations, status).");
   m.def("lambda_max_upper_bounds", &lambda_max_upper_bounds_py, py::arg("W"), py::arg("V"), py::arg("pairs"),

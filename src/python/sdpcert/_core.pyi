@@ -21,9 +21,10 @@ def top_eigenpairs(
     cs: npt.ArrayLike,
     tol: float = 1e-8,
     max_iter: int = 600,
-    basis_size: int = 80,
+    basis_size: int = 48,
     start: Optional[npt.ArrayLike] = None,
     seed: int = 0,
+    threads: int = 0,
 ) -> dict[str, Any]:
     """Batched Lanczos: values (P,), vectors (P, D), residuals, iterations, status (list of str). Estimates only."""
 
