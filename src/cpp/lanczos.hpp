@@ -76,7 +76,7 @@ inline void top_tridiagonal_eigenpair(const Vec& a, const Vec& b, double& theta,
   bottom = tri.eigenvalues()(0);
   const double scale = std::max({std::abs(theta), std::abs(bottom), 1e-300});
   const double gap = k > 1 ? theta - tri.eigenvalues()(k - 2) : scale;
-  const double sigma = theta + std::max(1e-10 * scale, 1e-3 * gap);
+  const double sigma = theta + std::max(8.0 * DBL_EPSILON * scale, 1e-8 * gap);
   s = Vec::Ones(k) / std::sqrt(static_cast<double>(k));
   Vec dinv(k), l(k);
   // T - sigma I = L D L^T
@@ -191,7 +191,14 @@ inline LanczosResult top_eigenpairs(const PairOperator& op, const LanczosOptions
         Vec sv;
         detail::top_tridiagonal_eigenpair(diag, sub, theta, bottom, sv);
         s.scale = std::max({s.scale, std::abs(bottom), std::abs(theta)});
-        const double res = breakdown ? 0.0 : b * std::abs(sv(k - 1));
+        // ||A x - theta x||^2 = ||T s - theta s||^2 + (beta_k s_k)^2 for x = Q s (Q orthonormal); the first term
+        // is ~0 for an exact eigenvector of T but is kept since inverse iteration in a cluster may not be.
+        Vec ts = diag.cwiseProduct(sv) - theta * sv;
+        if (k > 1) {
+          ts.head(k - 1) += sub.cwiseProduct(sv.tail(k - 1));
+          ts.tail(k - 1) += sub.cwiseProduct(sv.head(k - 1));
+        }
+        const double res = std::sqrt(ts.squaredNorm() + (breakdown ? 0.0 : b * b * sv(k - 1) * sv(k - 1)));
         if (res <= opt.tol * std::max(s.scale, 1e-300) || breakdown) {
           Vec x = s.Q.leftCols(k) * sv;
           x /= x.norm();
