@@ -16,6 +16,7 @@
 
 #include <Eigen/Cholesky>
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "common.hpp"
@@ -53,6 +54,18 @@ inline CholeskyProof cholesky_lower_bound(const Mat& X) {
   out.ok = true;
   return out;
 }
+
+// Quantities of W alone that every proof for that W needs (computed once per solve, not once per proof).
+struct WeightFacts {
+  Mat W_abs;                   // |W|
+  Mat W_sq;                    // W o W
+  Vec abs_row_sums;            // ||W_k||_1
+  std::vector<char> zero_col;  // column l of W is zero: t-coordinate l is isolated
+  explicit WeightFacts(const Mat& W)
+      : W_abs(W.cwiseAbs()), W_sq(W.cwiseAbs2()), abs_row_sums(W_abs.rowwise().sum()), zero_col(W.cols(), 0) {
+    for (Index l = 0; l < W.cols(); ++l) zero_col[l] = W_abs.col(l).maxCoeff() == 0.0;
+  }
+};
 
 // Outcome of a proof about one pair's dual vector c.
 struct DualProof {
@@ -127,7 +140,13 @@ inline double estimate_lambda_min(const Mat& S) {
 //  `alpha_hint` >= 0: try that shift first and, if `hint_only`, give up when it fails (a cheap "is c good enough
 //  yet?" test for the solver: it skips the Lanczos estimate and the shift search).
 inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c,
-                                        double alpha_hint = -1.0, bool hint_only = false, int threads = 1) {
+                                        double alpha_hint = -1.0, bool hint_only = false, int threads = 1,
+                                        const WeightFacts* facts = nullptr) {
+  std::unique_ptr<WeightFacts> own;
+  if (facts == nullptr) {
+    own = std::make_unique<WeightFacts>(W);
+    facts = own.get();
+  }
   DualProof out;
   const Index m = W.rows(), d = W.cols(), D = pair_dim(m, d);
   if (c.size() != D || !c.allFinite()) return out;
@@ -135,19 +154,18 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
   const auto c2 = c.tail(d);
   // A zero column l of W makes t-coordinate l isolated (row l of M is zero for every v): it only needs c_l >= 0
   // and is left out of the elimination (g_l = 0). Every other t entry must be positive for C2 > 0.
-  std::vector<char> isolated(d, 0);
+  const std::vector<char>& isolated = facts->zero_col;
   for (Index l = 0; l < d; ++l) {
-    isolated[l] = W.col(l).cwiseAbs().maxCoeff() == 0.0;
     if (isolated[l] ? !(c2(l) >= 0.0) : !(c2(l) > 0.0)) return out;
   }
   const double u = kUnitRoundoff, ut = u / (1.0 - u);
   const Vec v = Vi - Vj;
   const Vec v_abs = v.cwiseAbs();
-  const Mat W_abs = W.cwiseAbs();
+  const Mat& W_abs = facts->W_abs;
 
   // Step 1: e_v from ||N||_2 <= sqrt(||B_abs||_1 ||B_abs||_inf) (N is bipartite with off-diagonal block B_abs).
   const Vec Wabs_v = W_abs.transpose() * v_abs;              // d: (|W|^T |v|)_l, the |A1| column
-  const Vec Wabs_rows = W_abs.rowwise().sum();              // m: ||W_k||_1
+  const Vec& Wabs_rows = facts->abs_row_sums;               // m: ||W_k||_1
   const double b_row_max = 2.0 * Wabs_v.maxCoeff();         // row l of B_abs sums to 2 (|W|^T|v|)_l
   const double b_col_max = std::max(Wabs_v.sum(), v_abs.cwiseProduct(Wabs_rows).maxCoeff());
   const double e_v = round_up_sum(ut * std::sqrt(round_up_sum(b_row_max * b_col_max, 4 * (m + d))), 4);
@@ -193,7 +211,7 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
   const double one_T_one = T1.sum();
   const double t_row_max = 2.0 * std::max(one_T_one, T1.maxCoeff());
   // trace T~ = sum_l g_l ((|W|^T|v|)_l^2 + sum_k W_kl^2 v_k^2)
-  const Vec Wsq_vsq = W.cwiseAbs2().transpose() * v.cwiseAbs2();        // d
+  const Vec Wsq_vsq = facts->W_sq.transpose() * v.cwiseAbs2();         // d
   const double t_trace = (Wabs_v.cwiseAbs2() + Wsq_vsq).dot(g);
   // g = fl(1/c2) may be below 1/c2 by a relative u: the (1 + 4u) factor covers it in these bounds.
   const double t_norm = round_up_sum(std::min(t_row_max, t_trace) * (1 + 4 * u), 2 * (m + d) + 8);
@@ -283,7 +301,8 @@ struct LambdaBound {
 // c' positive, which the proof needs.
 inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c,
                                           double estimate = std::numeric_limits<double>::quiet_NaN(),
-                                          double alpha_hint = -1.0, bool hint_only = false, int threads = 1) {
+                                          double alpha_hint = -1.0, bool hint_only = false, int threads = 1,
+                                          const WeightFacts* facts = nullptr) {
   LambdaBound out;
   const Index m = W.rows(), d = W.cols();
   const double scale = std::max(c.cwiseAbs().maxCoeff(), 1e-300);
@@ -291,10 +310,11 @@ inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec
   if (std::isfinite(estimate)) mu = estimate + 1e-10 * (scale + std::abs(estimate));
   double need = -std::numeric_limits<double>::infinity();  // the t-block needs c + mu > 0
   for (Index l = 0; l < d; ++l)
-    if (W.col(l).cwiseAbs().maxCoeff() != 0.0) need = std::max(need, -c(1 + m + l));
+    if (facts != nullptr ? !facts->zero_col[l] : W.col(l).cwiseAbs().maxCoeff() != 0.0)
+      need = std::max(need, -c(1 + m + l));
   if (!(mu > need)) mu = need + 1e-10 * (scale + std::abs(need));
   const Vec c_up = (c.array() + mu).matrix();
-  const DualProof proof = prove_lambda_min_lower(W, Vi, Vj, c_up, alpha_hint, hint_only, threads);
+  const DualProof proof = prove_lambda_min_lower(W, Vi, Vj, c_up, alpha_hint, hint_only, threads, facts);
   if (!proof.ok) return out;
   double raise = 0.0;
   if (mu != 0.0) {

@@ -78,10 +78,11 @@ py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const py::arr
     lo.dense_fallback = false;
     lo.threads = threads <= 0 ? available_threads() : threads;
     const LanczosResult est = top_eigenpairs(PairOperator(W, vs, csT), lo, nullptr);
+    const WeightFacts facts(W);
     parallel_for_pairs(P, threads, [&](long p) {
       const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
       const Vec c = cs.row(p).transpose();
-      const LambdaBound b = lambda_max_upper_bound(W, Vi, Vj, c, est.values(p));
+      const LambdaBound b = lambda_max_upper_bound(W, Vi, Vj, c, est.values(p), -1.0, false, 1, &facts);
       bounds(p) = b.bound;
       dual(p) = b.certified ? std::min(b.sdp_upper, dual_objective_rounded_up(b.bound, c))
                             : std::numeric_limits<double>::infinity();

@@ -40,6 +40,7 @@ py::dict solve_pair_sdps_py(const Mat& W_in, const RowMat& V, const py::array& p
   std::vector<int> v_exps(P, 0);
   {
     py::gil_scoped_release release;
+    const WeightFacts facts(W);
     std::vector<PairSolver> solvers;
     solvers.reserve(P);
     for (Index p = 0; p < P; ++p) {
@@ -57,7 +58,7 @@ py::dict solve_pair_sdps_py(const Mat& W_in, const RowMat& V, const py::array& p
       if (!exactly_scalable(both, v_exp)) v_exp = 0;
       v_exps[p] = v_exp;
       solvers.emplace_back(W, std::ldexp(1.0, v_exp) * Vi, std::ldexp(1.0, v_exp) * Vj, opt,
-                           warm ? &(*warm)[p] : nullptr);
+                           warm ? &(*warm)[p] : nullptr, &facts);
     }
     solve_pairs(W, solvers, threads);
     for (Index p = 0; p < P; ++p) {

@@ -78,8 +78,9 @@ inline void normalise_rows(Mat& X, const Mat& fallback) {
 // the per-pair work between the GEMMs is O((m + d) r).
 class PairSolver {
  public:
-  PairSolver(const Mat& W, Vec Vi, Vec Vj, const SdpOptions& opt, const Mat* warm)
-      : W_(W), Vi_(std::move(Vi)), Vj_(std::move(Vj)), opt_(opt),
+  PairSolver(const Mat& W, Vec Vi, Vec Vj, const SdpOptions& opt, const Mat* warm,
+             const WeightFacts* facts = nullptr)
+      : W_(W), facts_(facts), Vi_(std::move(Vi)), Vj_(std::move(Vj)), opt_(opt),
         rng_(opt.seed * 0x9E3779B97F4A7C15ULL + 12345) {
     t0_ = std::chrono::steady_clock::now();
     m_ = W.rows();
@@ -184,7 +185,8 @@ class PairSolver {
     const bool full = sweep_ >= opt_.max_sweeps || (stalled_ && proxy_gap_ <= 1e-4 * opt_.rel_tol);
     const double hint = 0.9 * budget / static_cast<double>(1 + m_);
     LambdaBound lb =
-        lambda_max_upper_bound(W_, Vi_, Vj_, c_, std::numeric_limits<double>::quiet_NaN(), hint, !full, threads);
+        lambda_max_upper_bound(W_, Vi_, Vj_, c_, std::numeric_limits<double>::quiet_NaN(), hint, !full, threads,
+                               facts_);
     if (lb.certified) {
       const double up = std::min(lb.sdp_upper, dual_objective_rounded_up(lb.bound, c_));
       if (up < res_.upper) {
@@ -254,6 +256,7 @@ class PairSolver {
   }
 
   const Mat& W_;
+  const WeightFacts* facts_;  // shared, may be null (then each proof computes its own)
   Vec Vi_, Vj_, v_;
   SdpOptions opt_;
   std::mt19937_64 rng_;
