@@ -4,7 +4,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cfloat>
 #include <cmath>
+#include <limits>
 
 #include "checks.hpp"
 
@@ -50,15 +52,20 @@ int balancing_exponent(const Eigen::DenseBase<Derived>& x) {
   return -e;
 }
 
+// Multiplying by 2^e is exact unless a result overflows or (for e < 0) lands below the normal range, where bits
+// are lost: checking the largest and the smallest non-zero magnitude decides it for every entry.
 template <class Derived>
 bool exactly_scalable(const Eigen::DenseBase<Derived>& x, int e) {
   const auto& d = x.derived();
+  double mx = 0.0, mn = std::numeric_limits<double>::infinity();
   for (Index j = 0; j < d.cols(); ++j)
     for (Index i = 0; i < d.rows(); ++i) {
-      const double y = std::ldexp(d(i, j), e);
-      if (std::ldexp(y, -e) != d(i, j) || (y != 0.0 && std::abs(y) < DBL_MIN)) return false;
+      const double a = std::abs(d(i, j));
+      if (a > mx) mx = a;
+      if (a > 0.0 && a < mn) mn = a;
     }
-  return true;
+  if (!std::isfinite(std::ldexp(mx, e))) return false;
+  return e >= 0 || !(mn < std::numeric_limits<double>::infinity()) || std::ldexp(mn, e) >= DBL_MIN;
 }
 
 }  // namespace sdpcert
