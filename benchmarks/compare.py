@@ -88,15 +88,15 @@ def sdpa_pair(W: np.ndarray, v: np.ndarray) -> dict:
     saved = utils.get_primalerror, utils.get_dualerror
     utils.get_primalerror = utils.get_dualerror = lambda *args: float("nan")
     try:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             _, _, _, _, info = sdpap.solve(A, b, c, sdpap.SymCone(s=(D,)), sdpap.SymCone(f=D), {"print": "no"})
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     finally:
         utils.get_primalerror, utils.get_dualerror = saved
     return {"D": D, "value": -info["primalObj"], "dual_value": -info["dualObj"], "phase": info["phasevalue"],
-            "solver_s": info["sdpaTime"], "wall_s": wall, "iterations": info["iteration"]}
+            "solver_s": info["sdpaTime"], "wall_s": wall, "cpu_s": cpu, "iterations": info["iteration"]}
 
 
 # --------------------------------------------------------------------------------------------------- eigsh
@@ -204,17 +204,26 @@ def main(argv=None) -> int:
     sd = sdpa_pair(Ws, Vs[0] - Vs[1])
     med, mn, r = timed(lambda: _core.solve_pair_sdps(Ws, Vs, np.array([[0, 1]]), rel_tol=REL_TOL, threads=1),
                        max(reps, 3))
+    med_default, _, _ = timed(
+        lambda: _core.solve_pair_sdps(Ws, Vs, np.array([[0, 1]]), rel_tol=REL_TOL, threads=0), max(reps, 3))
     ours_lo, ours_up = float(r["lower"][0]), float(r["upper"][0])
     agree = abs(sd["value"] - ours_up) / ours_up
     speedup = sd["solver_s"] / med
-    results["sdpa"] = {**sd, "sdpcert_s": med, "sdpcert_lower": ours_lo, "sdpcert_upper": ours_up,
-                       "rel_diff": agree, "speedup": speedup}
+    speedup_default = sd["solver_s"] / med_default
+    sdpa_cores = sd["cpu_s"] / max(sd["wall_s"], 1e-9)
+    results["sdpa"] = {**sd, "sdpcert_s": med, "sdpcert_default_s": med_default, "sdpcert_lower": ours_lo,
+                       "sdpcert_upper": ours_up, "rel_diff": agree, "speedup": speedup,
+                       "speedup_default_threads": speedup_default, "sdpa_cores_used": sdpa_cores}
     row(f"   SDPA, pair (0,1), D={sd['D']}",
-        f"{sd['solver_s']:.2f} s solver ({sd['wall_s']:.1f} s wall), {sd['phase']}, S = {sd['value']:.10g}")
-    row(f"   sdpcert, same pair, threads=1", f"{1e3 * med:.1f} ms, S in [{ours_lo:.10g}, {ours_up:.10g}]")
+        f"{sd['solver_s']:.2f} s solver ({sd['wall_s']:.1f} s wall, {sdpa_cores:.1f} cores busy), {sd['phase']}, "
+        f"S = {sd['value']:.10g}")
+    row(f"   sdpcert, same pair, threads=1 / default", f"{1e3 * med:.1f} / {1e3 * med_default:.1f} ms, "
+        f"S in [{ours_lo:.10g}, {ours_up:.10g}]")
     row("   values agree, |S_sdpa - S_up| / S_up", f"{agree:.1e}", "<= ~1e-6", agree <= 2e-6)
-    row(f"   speedup vs SDPA solver, D={sd['D']}", f"{speedup:.0f}x", f">= {TARGETS['speedup_vs_sdpa']:.0f}x",
-        speedup >= TARGETS["speedup_vs_sdpa"])
+    row(f"   speedup vs SDPA solver, D={sd['D']}, sdpcert threads=1", f"{speedup:.0f}x",
+        f">= {TARGETS['speedup_vs_sdpa']:.0f}x", speedup >= TARGETS["speedup_vs_sdpa"])
+    row(f"   speedup vs SDPA solver, D={sd['D']}, both on all cores", f"{speedup_default:.0f}x",
+        f">= {TARGETS['speedup_vs_sdpa']:.0f}x", speedup_default >= TARGETS["speedup_vs_sdpa"])
 
     # b) all 45 pairs -------------------------------------------------------------------------------------------
     print("b) all pairs", flush=True)
