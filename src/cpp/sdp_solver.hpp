@@ -161,7 +161,7 @@ class PairSolver {
       // is above what a 1e-6 gap allows in lambda). Switch to float64 once the proxy gap reaches that noise.
       const double sum_c = c_.sum();
       const double proxy = std::abs(sum_c - lower_) / std::max(std::abs(sum_c), 1e-300);
-      if (proxy <= 1e-7 || sweep_ >= opt_.max_sweeps / 2 || (lower_ - prev_check_lower_) <= 1e-7 * std::abs(lower_))
+      if (proxy <= 2e-8 || sweep_ >= opt_.max_sweeps / 2 || (lower_ - prev_check_lower_) <= 1e-7 * std::abs(lower_))
         low_precision_ = false;
       prev_check_lower_ = lower_;
       if (!last) return false;
