@@ -49,7 +49,9 @@ TARGETS = {"one_pair_ms": 25.0, "speedup_vs_sdpa": 500.0, "all_pairs_s": 1.0, "c
 
 
 def timed(fn, repeats: int):
-    """(median seconds, min seconds, last result) of ``repeats`` calls of ``fn``."""
+    """(median seconds, min seconds, last result) of ``repeats`` calls of ``fn``, after one untimed warm-up call
+    (thread pools, first-touch page faults and caches are then the same for every tool measured)."""
+    fn()
     times, out = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()

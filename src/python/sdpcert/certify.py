@@ -259,9 +259,12 @@ class Certifier:
         logits = hidden @ net.V.T + net.b2
         err = forward_error_bound(net, X, hidden)
         rows = np.arange(len(y))
-        # margins[n, j] = f_j - f_y (one rounding: u |.|), plus both logits' error bounds.
+        # margins[n, j] = f_j - f_y (one rounding: u |.|), plus both logits' error bounds. The final sum mixes signs,
+        # so its own rounding is bounded by gamma_5 times the sum of the magnitudes (not of the result).
         margins = logits - logits[rows, y][:, None]
-        base = margins + err + err[rows, y][:, None] + UNIT_ROUNDOFF * np.abs(margins)
+        slack = err + err[rows, y][:, None] + UNIT_ROUNDOFF * np.abs(margins)
+        base = margins + slack
+        magnitude = np.abs(margins) + slack
         predicted = np.argmax(logits, axis=1)
         shared = time.perf_counter() - t0
         out = {}
@@ -272,7 +275,8 @@ class Certifier:
             for eps in eps_values:
                 t3 = time.perf_counter()
                 growth = round_up(eps * G[:, y].T, 1) if eps > 0 else np.zeros_like(margins)
-                upper = round_up(base + growth, 3)
+                total = base + growth
+                upper = np.nextafter(total + gamma(5) * (magnitude + growth), np.inf)
                 upper[rows, y] = -np.inf
                 worst_class = np.argmax(upper, axis=1)
                 worst = upper[rows, worst_class]
