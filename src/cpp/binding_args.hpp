@@ -41,15 +41,16 @@ inline void require_network(const Mat& W, const RowMat& V) {
   require_finite(V, "V");
 }
 
-// Exponent e with 2^e * max|x| in [0.5, 1): scaling by a power of two is exact unless it overflows or lands in
-// the subnormals, which `exactly_scalable` rules out. Returns 0 for all-zero input.
+// Exponent e with 2^e * max|x| in [0.5, 1), or 0 when max|x| is already within 2^+-64 (squares and sums of
+// products then stay far from overflow and underflow, and the copy is not worth making). Scaling by a power of two
+// is exact unless it overflows or lands in the subnormals, which `exactly_scalable` rules out.
 template <class Derived>
 int balancing_exponent(const Eigen::DenseBase<Derived>& x) {
   const double mx = x.derived().cwiseAbs().maxCoeff();
   if (!(mx > 0.0) || !std::isfinite(mx)) return 0;
   int e = 0;
   std::frexp(mx, &e);
-  return -e;
+  return (e > -64 && e < 64) ? 0 : -e;
 }
 
 // Multiplying by 2^e is exact unless a result overflows or (for e < 0) lands below the normal range, where bits

@@ -28,8 +28,10 @@ py::dict solve_pair_sdps_py(const Mat& W_in, const RowMat& V, const py::array& p
   // M is bilinear in (W, v): solving with 2^a W and 2^b v and scaling back by 2^-(a+b) is exact when the scalings
   // are (checked), and keeps squares and norms far from overflow and underflow for extreme weights.
   int w_exp = balancing_exponent(W_in);
-  if (!exactly_scalable(W_in, w_exp)) w_exp = 0;
-  const Mat W = std::ldexp(1.0, w_exp) * W_in;
+  if (w_exp != 0 && !exactly_scalable(W_in, w_exp)) w_exp = 0;
+  Mat W_scaled;
+  if (w_exp != 0) W_scaled = std::ldexp(1.0, w_exp) * W_in;
+  const Mat& W = w_exp != 0 ? W_scaled : W_in;
   if (warm) {
     require(static_cast<Index>(warm->size()) == P, "warm must hold one factor per pair");
     for (Index p = 0; p < P; ++p)
@@ -55,7 +57,7 @@ py::dict solve_pair_sdps_py(const Mat& W_in, const RowMat& V, const py::array& p
       Mat both(Vi.size(), 2);
       both << Vi, Vj;
       int v_exp = balancing_exponent(Vi - Vj);
-      if (!exactly_scalable(both, v_exp)) v_exp = 0;
+      if (v_exp != 0 && !exactly_scalable(both, v_exp)) v_exp = 0;
       v_exps[p] = v_exp;
       solvers.emplace_back(W, std::ldexp(1.0, v_exp) * Vi, std::ldexp(1.0, v_exp) * Vj, opt,
                            warm ? &(*warm)[p] : nullptr, &facts);
