@@ -264,7 +264,6 @@ inline double spectral_norm_upper_bound(const Mat& W, double estimate) {
   const Index m = W.rows(), d = W.cols();
   const bool wide = d >= m;
   Mat K = wide ? Mat(W * W.transpose()) : Mat(W.transpose() * W);
-  const Index n = K.rows();
   const double fro2 = round_up_sum(W.squaredNorm(), static_cast<double>(m * d));
   const double err_K = gamma_n(static_cast<double>(std::max(m, d) + 1)) * fro2;
   double mu = estimate * estimate * (1.0 + 1e-12) + 4.0 * err_K + DBL_MIN;
@@ -277,8 +276,8 @@ inline double spectral_norm_upper_bound(const Mat& W, double estimate) {
       const double lam_bound = round_up_sum(mu + chol.rho + kUnitRoundoff * xmax + err_K, 4);
       return std::nextafter(std::sqrt(lam_bound) * (1.0 + 2 * kUnitRoundoff), std::numeric_limits<double>::infinity());
     }
-    mu = mu * 1.001 + 8.0 * err_K + 1e-300;
-    (void)n;
+    // A poor estimate grows geometrically (x2 after the first few tries), so the search always terminates.
+    mu = (attempt < 8 ? mu * 1.001 : mu * 2.0) + 8.0 * err_K + 1e-300;
   }
   return std::numeric_limits<double>::infinity();
 }

@@ -3,14 +3,15 @@
 //
 // M is bipartite: the (1, s) rows (U1, size 1+m) only talk to the t rows (U2, size d) through B = W^T diag(v)[1 I].
 // With U1 fixed, <M, UU^T> = 2 tr(U2^T B U1) is maximised over unit rows exactly by U2 = rownormalise(B U1); then
-// U1 = rownormalise(B^T U2). A sweep is two GEMMs with W (m d r multiply-adds each).
-// One sweep also yields, for U = [U1_old; U2_new], the primal value 2 sum_l ||(B U1)_l|| (a feasible point: a
-// lower bound on S) and the dual vector c_k = ||(M U)_k|| that matches it at the optimum.
-// The certified upper bound is the dual objective D max(lambda, 0) + sum max(c, 0) with lambda a proven bound on
-// lambda_max(M - diag c) (lambda_max_upper_bound, certify_bound.hpp).
-// If the Lanczos estimate stays large once the primal has stalled, the rank was too small for this instance: the
-// rank is doubled (any rank-deficient local optimum of the factorised problem is global, so growing the rank is
-// what removes a spurious stall).
+// U1 = rownormalise(B^T U2). Each update is over-relaxed (omega = 1.8). A sweep is two GEMMs with W (m d r
+// multiply-adds each); the first sweeps run them in float32.
+// One sweep also yields the primal value 2 sum_l ||(B U1)_l|| (the value of a feasible factor: a lower bound on S)
+// and the dual vector c_k = ||(M U)_k|| that matches it at the optimum.
+// The certified upper bound is proven from c by certify_bound.hpp (lambda_max_upper_bound: a shifted Cholesky of a
+// Schur complement, every rounding bounded), in the form S <= sum max(c, 0) + (1 + m) a + D e_v.
+// If the proven bound stays far from the primal once the primal has stalled, the rank was too small for this
+// instance: the rank is doubled (a rank-deficient local optimum of the factorised problem is global, so growing the
+// rank is what removes a spurious stall).
 #pragma once
 
 #include <chrono>
