@@ -1,0 +1,307 @@
+"""The torch op and the regularizer: values against dense eigh, analytic gradients against finite differences,
+warm starts, the training loop, proven bounds against the pair SDP solver, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sdpcert import _core
+from sdpcert.errors import NonFiniteError, SdpcertError, ShapeError
+from sdpcert.torch_ops import (
+    DualCertificateRegularizer,
+    EigenWarmStart,
+    certified_dual_bounds,
+    pair_dual_penalty,
+    pair_matrix_torch,
+)
+
+BACKENDS = ["core", "torch"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _net(m, d, k=3, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(m, d, generator=g, dtype=torch.float64) / np.sqrt(d)
+    V = torch.randn(k, m, generator=g, dtype=torch.float64) / np.sqrt(m)
+    return W.to(dtype), V.to(dtype)
+
+
+def _dense_ref(W, V, c, pairs):
+    """D * max(lambda_max, 0) + sum c+ from numpy eigh of the core's dense pair matrix, plus the eigenvalues."""
+    W64 = W.detach().double().numpy()
+    V64 = V.detach().double().numpy()
+    c64 = c.detach().double().numpy()
+    D = c64.shape[1]
+    vals, eigs = [], []
+    for p, (i, j) in enumerate(pairs):
+        ev = np.linalg.eigvalsh(_core.pair_matrix(W64, V64[i] - V64[j], c64[p]))
+        eigs.append(ev)
+        vals.append(D * max(ev[-1], 0.0) + np.maximum(c64[p], 0).sum())
+    return np.array(vals), eigs
+
+
+PAIRS3 = [(0, 1), (2, 0), (1, 2)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-9), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("m,d", [(5, 7), (40, 70)])  # D = 13 (dense) and D = 111 (Lanczos)
+def test_values_match_dense_eigh(backend, dtype, rtol, m, d):
+    W, V = _net(m, d, seed=m + d, dtype=dtype)
+    g = torch.Generator().manual_seed(1)
+    c = (0.3 * torch.randn(len(PAIRS3), 1 + m + d, generator=g, dtype=torch.float64)).to(dtype)
+    info = {}
+    got = pair_dual_penalty(W, V, c, PAIRS3, backend=backend, info=info)
+    assert got.dtype == dtype and got.shape == (3,)
+    ref, _ = _dense_ref(W, V, c, PAIRS3)
+    np.testing.assert_allclose(got.detach().double().numpy(), ref, rtol=rtol, atol=rtol)
+    if backend == "core":
+        expected = "dense_small" if 1 + m + d < 96 else None
+        if expected:
+            assert info["status"] == [expected] * 3
+        else:
+            assert all(s in ("converged", "dense_fallback") for s in info["status"])
+            assert int(np.max(info["iterations"])) > 0
+
+
+def test_torch_pair_matrix_matches_core():
+    W, V = _net(4, 6, seed=3)
+    c = torch.linspace(-1, 1, 11, dtype=torch.float64)
+    M = pair_matrix_torch(W, (V[0] - V[2])[None], c[None])[0]
+    np.testing.assert_allclose(M.numpy(), _core.pair_matrix(W.numpy(), (V[0] - V[2]).numpy(), c.numpy()),
+                               rtol=1e-14, atol=1e-15)
+
+
+def _gap_ok_c(W, V, pairs, seed):
+    """c with lambda_max > 0 and a clear gap below it for every pair (checked with eigh)."""
+    D = 1 + W.shape[0] + W.shape[1]
+    g = torch.Generator().manual_seed(seed)
+    c = 0.2 * torch.randn(len(pairs), D, generator=g, dtype=torch.float64)
+    c[c.abs() < 1e-3] = 0.05  # keep away from the max(c, 0) kink, where finite differences are meaningless
+    _, eigs = _dense_ref(W, V, c, pairs)
+    for ev in eigs:
+        assert ev[-1] > 0.05, "test setup: lambda_max must be clearly positive"
+        assert ev[-1] - ev[-2] > 1e-2 * max(1.0, abs(ev[-1])), "test setup: top eigenvalue must be simple"
+    return c
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("m,d", [(4, 5), (30, 70)])  # D = 10 (dense) and D = 101 (Lanczos in the core)
+def test_gradcheck(backend, m, d):
+    pairs = [(0, 1), (2, 1)] if m > 10 else [(0, 1), (2, 1), (1, 0)]  # (1, 0): V[1] gets + and - contributions
+    W, V = _net(m, d, seed=7 + m)
+    c = _gap_ok_c(W, V, pairs, seed=11)
+    W.requires_grad_(True)
+    V.requires_grad_(True)
+    c.requires_grad_(True)
+
+    def f(W_, V_, c_):
+        return pair_dual_penalty(W_, V_, c_, pairs, backend=backend, tol=1e-12)
+
+    assert torch.autograd.gradcheck(f, (W, V, c), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=m > 10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_lambda_gradient(backend):
+    m, d = 5, 6
+    W, V = _net(m, d, seed=2)
+    D = 1 + m + d
+    c = torch.full((2, D), 5.0, dtype=torch.float64)
+    c[:, ::3] = 7.0
+    pairs = [(0, 1), (1, 2)]
+    _, eigs = _dense_ref(W, V, c, pairs)
+    assert all(ev[-1] < -1.0 for ev in eigs)
+    W.requires_grad_(True)
+    V.requires_grad_(True)
+    c.requires_grad_(True)
+    val = pair_dual_penalty(W, V, c, pairs, backend=backend)
+    np.testing.assert_allclose(val.detach().numpy(), c.detach().sum(1).numpy(), rtol=1e-14)
+    (val * torch.tensor([1.0, 2.0], dtype=torch.float64)).sum().backward()
+    assert torch.count_nonzero(W.grad) == 0 and torch.count_nonzero(V.grad) == 0
+    np.testing.assert_array_equal(c.grad.numpy(), np.array([[1.0] * D, [2.0] * D]))
+
+
+def test_indicator_gradient_for_c():
+    """d/dc of sum max(c, 0) is 1[c > 0]; the eigen part is -D u*u (checked here with u from eigh)."""
+    m, d = 3, 4
+    W, V = _net(m, d, seed=5)
+    D = 1 + m + d
+    c = torch.tensor([[0.3, -0.2, 0.0, 0.5, -1.0, 0.1, 0.2, -0.4]], dtype=torch.float64, requires_grad=True)
+    pair_dual_penalty(W, V, c, [(0, 1)], backend="core").sum().backward()
+    A = _core.pair_matrix(W.numpy(), (V[0] - V[1]).numpy(), c.detach()[0].numpy())
+    ev, U = np.linalg.eigh(A)
+    assert ev[-1] > 0
+    want = -D * U[:, -1] ** 2 + (c.detach()[0].numpy() > 0)
+    np.testing.assert_allclose(c.grad[0].numpy(), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cluster_top_eigenvalue(backend):
+    """Two identical decoupled copies of a network (block-diagonal W, v = [v0; v0]) give a top eigenvalue of
+    multiplicity ~2 (split only through the heavily penalized coordinate 0): value still matches eigh."""
+    q, p = 20, 40
+    W0, V0 = _net(q, p, seed=9)
+    W = torch.block_diag(W0, W0)
+    V = torch.cat([V0, V0], dim=1)
+    m, d = W.shape
+    D = 1 + m + d
+    assert D >= 96
+    c = torch.zeros(2, D, dtype=torch.float64)
+    c[:, 0] = 1e3
+    pairs = [(0, 1), (1, 2)]
+    _, eigs = _dense_ref(W, V, c, pairs)
+    assert all(ev[-1] - ev[-2] < 1e-3 * ev[-1] for ev in eigs), "test setup: top must be a cluster"
+    W.requires_grad_(True)
+    V.requires_grad_(True)
+    c.requires_grad_(True)
+    info = {}
+    val = pair_dual_penalty(W, V, c, pairs, backend=backend, info=info)
+    np.testing.assert_allclose(info["values"], [ev[-1] for ev in eigs], rtol=1e-8)
+    val.sum().backward()
+    assert all(bool(torch.isfinite(t.grad).all()) for t in (W, V, c))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fully_degenerate_spectrum(backend):
+    """v = 0 (equal rows of V) and constant negative c: M - diag c = 0.5 I, every eigenvalue is the top one."""
+    m, d = 40, 60
+    W, V = _net(m, d, seed=4)
+    V = torch.cat([V[:1], V[:1], V[1:2]]).clone().requires_grad_(True)
+    c = torch.full((1, 1 + m + d), -0.5, dtype=torch.float64, requires_grad=True)
+    val = pair_dual_penalty(W, V, c, [(0, 1)], backend=backend)
+    assert val.item() == pytest.approx((1 + m + d) * 0.5, rel=1e-12)
+    val.sum().backward()
+    assert bool(torch.isfinite(V.grad).all()) and bool(torch.isfinite(c.grad).all())
+
+
+def test_warm_start_reduces_iterations():
+    m, d = 60, 100
+    W, V = _net(m, d, k=4, seed=12)
+    c = torch.zeros(3, 1 + m + d, dtype=torch.float64)
+    pairs = [(0, 1), (1, 2), (2, 3)]
+    ws = EigenWarmStart()
+    first = pair_dual_penalty(W, V, c, pairs, warm_start=ws)
+    it_first = ws.last_iterations.copy()
+    assert len(ws) == 3 and ws.calls == 1
+    W2 = W + 1e-5 * torch.randn(m, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cold_info = {}
+    cold = pair_dual_penalty(W2, V, c, pairs, info=cold_info)
+    warm = pair_dual_penalty(W2, V, c, pairs, warm_start=ws)
+    assert ws.last_iterations.sum() < it_first.sum()
+    assert ws.last_iterations.sum() < np.sum(cold_info["iterations"])
+    np.testing.assert_allclose(warm.numpy(), cold.numpy(), rtol=1e-10)
+    assert not torch.equal(first, warm)
+
+
+def test_regularizer_training_loop_and_certificates():
+    torch.manual_seed(0)
+    k, d, m = 3, 8, 6
+    model = torch.nn.Sequential(torch.nn.Linear(d, m), torch.nn.ReLU(), torch.nn.Linear(m, k)).double()
+    reg = DualCertificateRegularizer(k, d, m, weight=1.0).double()
+    assert reg.c.shape == (3, 1 + m + d) and reg.pairs.tolist() == [[0, 1], [0, 2], [1, 2]]
+    X = torch.rand(32, d, dtype=torch.float64)
+    y = torch.randint(k, (32,))
+    opt = torch.optim.Adam(list(model.parameters()) + list(reg.parameters()), lr=0.05)
+    penalties = []
+    for _ in range(3):
+        opt.zero_grad()
+        pen = reg(model[0].weight, model[2].weight)
+        loss = torch.nn.functional.cross_entropy(model(X), y) + pen
+        loss.backward()
+        assert reg.c.grad is not None and bool(torch.isfinite(reg.c.grad).all())
+        opt.step()
+        penalties.append(pen.item())
+    with torch.no_grad():
+        penalties.append(reg(model[0].weight, model[2].weight).item())
+    assert penalties[-1] < penalties[0]
+    assert reg.last_info["status"] == ["dense_small"] * 3
+
+    # proven bounds from the trained c are >= the SDP value (its lower bound); the proven lambda_max bound is >= the
+    # Lanczos estimate (which is a lower bound on lambda_max and must never be reported)
+    W = model[0].weight.detach().numpy()
+    V = model[2].weight.detach().numpy()
+    sdp = _core.solve_pair_sdps(W, V, reg.pairs)
+    upper = reg.certified_upper(model[0].weight, model[2].weight)
+    assert upper.shape == (3,) and np.isfinite(upper).all()
+    assert np.all(upper >= sdp["lower"])
+    reg.per_pair(model[0].weight.detach(), model[2].weight.detach())
+    lam_bound = certified_dual_bounds(W, V, reg.c, reg.pairs)["lambda_bound"]
+    assert np.all(lam_bound >= reg.last_info["values"])
+    assert np.all(lam_bound <= reg.last_info["values"] + 1e-6 * (1 + np.abs(reg.last_info["values"])))
+
+    # with the SDP's own dual c, the proven bound is as tight as the solver's upper bound
+    with torch.no_grad():
+        reg.c.copy_(torch.from_numpy(sdp["dual"]))
+    upper = reg.certified_upper(W, V)
+    np.testing.assert_allclose(upper, sdp["upper"], rtol=1e-5)
+    assert np.all(upper >= sdp["lower"])
+
+
+def test_regularizer_sampling_weights_and_subsets():
+    k, d, m = 5, 4, 3
+    reg = DualCertificateRegularizer(k, d, m, weight=0.5)
+    gen = torch.Generator().manual_seed(3)
+    pairs = reg.sample_pairs_sharing_class(gen)
+    assert len(pairs) == k - 1
+    i = pairs[0][0]
+    assert all(p[0] == i for p in pairs) and sorted(p[1] for p in pairs) == [j for j in range(k) if j != i]
+    W, V = _net(m, d, k=k, seed=1, dtype=torch.float32)
+    with torch.no_grad():
+        reg.c.normal_(generator=torch.Generator().manual_seed(2))
+    vals, rows = reg.per_pair(W, V, pairs)
+    weights = np.arange(1, reg.num_pairs + 1, dtype=np.float64)
+    reg.set_pair_weights(weights)
+    total = reg(W, V, pairs)
+    assert total.dtype == torch.float32
+    assert total.item() == pytest.approx(0.5 * float((weights[rows] * vals.detach().numpy()).sum()), rel=1e-5)
+    # (j, i) uses the row of (i, j): same value
+    assert reg(W, V, [(1, 0)]).item() == pytest.approx(reg(W, V, [(0, 1)]).item(), rel=1e-6)
+    reg.set_pair_weights({(0, 1): 0.0})
+    assert reg(W, V, [(0, 1)]).item() == 0.0
+    with pytest.raises(SdpcertError, match="not one of"):
+        DualCertificateRegularizer(k, d, m, pairs=[(0, 1)])(W, V, [(0, 2)])
+
+
+def test_bad_input():
+    m, d = 3, 4
+    W, V = _net(m, d)
+    c = torch.zeros(1, 1 + m + d, dtype=torch.float64)
+    Wn = W.clone()
+    Wn[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="W"):
+        pair_dual_penalty(Wn, V, c, [(0, 1)])
+    cn = c.clone()
+    cn[0, 2] = float("inf")
+    with pytest.raises(NonFiniteError, match="c"):
+        pair_dual_penalty(W, V, cn, [(0, 1)])
+    with pytest.raises(ShapeError, match="c must have shape"):
+        pair_dual_penalty(W, V, torch.zeros(1, 5, dtype=torch.float64), [(0, 1)])
+    with pytest.raises(ShapeError, match="V must have shape"):
+        pair_dual_penalty(W, V[:, :2], c, [(0, 1)])
+    with pytest.raises(ShapeError, match="pairs must have shape"):
+        pair_dual_penalty(W, V, c, [0, 1])
+    with pytest.raises(SdpcertError, match="outside"):
+        pair_dual_penalty(W, V, c, [(0, 3)])
+    with pytest.raises(SdpcertError, match="two different classes"):
+        pair_dual_penalty(W, V, c, [(1, 1)])
+    with pytest.raises(SdpcertError, match="integers"):
+        pair_dual_penalty(W, V, c, np.array([[0.0, 1.0]]))
+    with pytest.raises(SdpcertError, match="one dtype"):
+        pair_dual_penalty(W.float(), V, c, [(0, 1)])
+    with pytest.raises(SdpcertError, match="backend"):
+        pair_dual_penalty(W, V, c, [(0, 1)], backend="gpu")
+    reg = DualCertificateRegularizer(3, d, m)
+    with pytest.raises(ShapeError, match="W must have shape"):
+        reg(W.t(), V)
+    with pytest.raises(NonFiniteError):
+        certified_dual_bounds(Wn, V, c, [(0, 1)])
+    assert issubclass(ShapeError, ValueError) and issubclass(NonFiniteError, ValueError)
