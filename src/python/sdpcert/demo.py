@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from . import attacks
 from .certify import METHODS, Certifier, check_eps
 from .data import load_mnist_sample
 from .errors import SdpcertError
@@ -45,50 +46,13 @@ def pgd_attack(net: TwoLayerNet, X: np.ndarray, y: np.ndarray, eps: float, steps
                model: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """l_inf PGD on the margin ``max_{j != y} f_j - f_y``, in float64, inside ``[x - eps, x + eps] ∩ [0, 1]``.
 
-    Random start, step ``2.5 eps / steps``, sign-gradient ascent. Returns ``(fooled, X_adv)``: ``fooled[n]`` is True
-    when some iterate (or ``x`` itself) is misclassified, and ``X_adv[n]`` is that point (else the last iterate).
-    Every reported success is re-checked with ``net.predict`` in numpy and against the ball, so ``fooled`` only
-    holds verified counterexamples.
+    The demo's settings of :func:`sdpcert.attacks.pgd`: random start, step ``2.5 eps / steps``, one restart.
+    ``model`` (optional) is a torch copy of ``net`` to attack instead of building one. Returns ``(fooled, X_adv)``;
+    ``fooled`` holds only counterexamples re-checked with the float64 numpy forward and against the ball.
     """
-    import torch
-
-    model = net.to_torch(torch.float64) if model is None else model
-    x0 = torch.as_tensor(np.asarray(X, dtype=np.float64))
-    labels = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    lo = torch.clamp(x0 - eps, min=0.0)
-    hi = torch.clamp(x0 + eps, max=1.0)
-    generator = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        fooled = model(x0).argmax(dim=1) != labels
-        best = x0.clone()
-        x = torch.minimum(torch.maximum(x0 + (2 * torch.rand(x0.shape, generator=generator, dtype=torch.float64) - 1)
-                                        * eps, lo), hi)
-    alpha = 2.5 * eps / max(steps, 1)
-    rows = torch.arange(len(labels))
-    for _ in range(steps + 1):
-        x.requires_grad_(True)
-        logits = model(x)
-        with torch.no_grad():
-            wrong = (logits.argmax(dim=1) != labels) & ~fooled
-            best[wrong] = x.detach()[wrong]
-            fooled |= wrong
-        if _ == steps:
-            break
-        true_logit = logits[rows, labels]
-        others = logits.masked_fill(torch.nn.functional.one_hot(labels, logits.shape[1]).bool(), -math.inf)
-        loss = (others.max(dim=1).values - true_logit).sum()
-        (grad,) = torch.autograd.grad(loss, x)
-        with torch.no_grad():
-            x = torch.minimum(torch.maximum(x.detach() + alpha * grad.sign(), lo), hi)
-    best[~fooled] = x.detach()[~fooled]
-    X_adv = best.numpy()
-    X_np = x0.numpy()
-    verified = (
-        (np.asarray(net.predict(X_adv)) != np.asarray(y))
-        & (np.max(np.abs(X_adv - X_np), axis=1) <= eps)
-        & np.all((X_adv >= 0) & (X_adv <= 1), axis=1)
-    )
-    return fooled.numpy() & verified, X_adv
+    X_adv, fooled = attacks.pgd(net if model is None else model, X, y, eps, steps=steps, restarts=1,
+                                random_start=True, loss="margin", seed=seed)
+    return fooled, X_adv
 
 
 @contextlib.contextmanager
