@@ -1,4 +1,4 @@
-"""Command line: ``sdpcert certify MODEL.npz --eps 0.1`` and ``sdpcert demo``.
+"""Command line: ``sdpcert certify MODEL.npz --eps 0.1``, ``sdpcert demo`` and ``sdpcert train --objective sdp``.
 
 Exit codes: 0 success; 2 bad input (a usage error, an ``SdpcertError`` such as a corrupt model or a negative eps, a
 missing or unwritable file), reported as one ``error: ...`` line on stderr without a traceback; 3 a soundness check
@@ -107,6 +107,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS),
                       help=f"comma-separated l_inf radii (default {','.join(map(str, DEFAULT_EPS))})")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    from .train import OBJECTIVES
+
+    tr = sub.add_parser("train", help="train NT/Fro/Spe/AT/SDP-NN networks (paper §6) with per-epoch logs",
+                        description="Train a 784-m-10 ReLU net with one of the paper's objectives. Every epoch logs "
+                                    "the training loss, the clean test error and, for sdp objectives, the dual "
+                                    "certificate (proven certified error at --eps-train from the current c_ij). "
+                                    "Writes model.npz, log.json, log.csv and checkpoint.pt to --out.")
+    tr.add_argument("--objective", choices=OBJECTIVES, required=True, help="training objective")
+    tr.add_argument("--epochs", type=_pos_int, required=True, help="total epochs (with --resume: including done ones)")
+    tr.add_argument("--hidden", type=_pos_int, default=500, help="hidden units m (default 500)")
+    tr.add_argument("--batch-size", type=_pos_int, default=100, help="minibatch size (default 100)")
+    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    tr.add_argument("--lr-decay-every", type=_pos_int, default=30, help="lr x 0.1 every N epochs (default 30)")
+    tr.add_argument("--eps-train", type=float, default=0.1, help="radius of the logged dual certificate (default 0.1)")
+    tr.add_argument("--sdp-lambda", type=float, default=0.05, help="penalty weight lambda (default 0.05)")
+    tr.add_argument("--sdp-loss-scale", type=float, default=10.0,
+                    help="factor on the mean hinge in the sdp objectives (default 10; see DESIGN.md §4)")
+    tr.add_argument("--weight-refresh-every", type=_pos_int, default=20,
+                    help="sdp-weighted: refresh the pair weights every N epochs (default 20)")
+    tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")
+    tr.add_argument("--at-step", type=float, default=0.1, help="AT: PGD step (default 0.1)")
+    tr.add_argument("--at-steps", type=_pos_int, default=40, help="AT: PGD steps (default 40)")
+    tr.add_argument("--data", metavar="DIR", default=None,
+                    help="folder with the MNIST IDX files (default: the packaged 2000/1000-image sample)")
+    tr.add_argument("--limit", type=_pos_int, default=None, help="use only the first N training examples")
+    tr.add_argument("--test-limit", type=_pos_int, default=None, help="use only the first N test examples")
+    tr.add_argument("--out", metavar="DIR", default="sdpcert-train", help="output folder (default ./sdpcert-train)")
+    tr.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--threads", type=_pos_int, default=1, help="torch threads (default 1)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -297,6 +329,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    out, err = _consoles()
+    config = TrainConfig(objective=args.objective, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, lr_decay_every=args.lr_decay_every, seed=args.seed, eps_train=args.eps_train,
+                         sdp_lambda=args.sdp_lambda, sdp_loss_scale=args.sdp_loss_scale,
+                         weight_refresh_every=args.weight_refresh_every, at_eps=args.at_eps, at_step=args.at_step,
+                         at_steps=args.at_steps, data=args.data, limit=args.limit, test_limit=args.test_limit,
+                         out_dir=args.out, resume=args.resume, threads=args.threads)
+    if args.data is None:
+        err.print("note: no --data: training on the packaged MNIST sample (2000 train / 1000 test images)",
+                  highlight=False, soft_wrap=True, markup=False)
+    t0 = time.perf_counter()
+    result = train(config, progress=not args.no_progress,
+                   log=lambda line: out.print(line, highlight=False, soft_wrap=True, markup=False))
+    history = result["history"]
+    if not history:
+        out.print("nothing to do: the checkpoint already has all epochs", highlight=False, soft_wrap=True,
+                  markup=False)
+    else:
+        last = history[-1]
+        summary = (f"done: {args.objective}, {len(history)} epochs, clean test error {100 * last['clean_error']:.2f}%")
+        if "dual_certified_error" in last:
+            summary += (f", dual-certificate certified error {100 * last['dual_certified_error']:.2f}% "
+                        f"at eps {last['eps_train']:g}")
+        out.print(summary + f" ({time.perf_counter() - t0:.1f} s)", highlight=False, soft_wrap=True, markup=False)
+    paths = result["paths"]
+    out.print(f"wrote {paths['model']}, {paths['log_json']}, {paths['log_csv']}, {paths['checkpoint']}",
+              highlight=False, soft_wrap=True, markup=False)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------- entry point
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``sdpcert`` command line; returns the exit code."""
@@ -305,7 +371,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (code 2), --help / --version (code 0)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
-    handler = {"certify": _cmd_certify, "demo": _cmd_demo}[args.command]
+    handler = {"certify": _cmd_certify, "demo": _cmd_demo, "train": _cmd_train}[args.command]
     try:
         return handler(args)
     except SdpcertError as exc:

@@ -1,0 +1,182 @@
+"""sdpcert.train: every objective trains; the SDP penalty goes down; the logged dual certificate is sound (never
+better than the exact SDP, never below the clean error); resuming reproduces an uninterrupted run; the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sdpcert import Certifier, SdpcertError, TwoLayerNet, load_mnist_sample
+from sdpcert.cli import main
+from sdpcert.train import (OBJECTIVES, TrainConfig, Trainer, _dual_growth, certified_error_from_growth,
+                           multiclass_hinge, train)
+
+TINY = dict(hidden=20, limit=200, test_limit=150, batch_size=50, at_steps=3, weight_refresh_every=1)
+
+
+def _weights(net: TwoLayerNet) -> list[np.ndarray]:
+    return [np.asarray(a) for a in (net.W, net.b, net.V, net.b2)]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_each_objective_trains_and_saves(tmp_path, objective):
+    cfg = TrainConfig(objective=objective, epochs=2, out_dir=str(tmp_path), **TINY)
+    result = train(cfg, progress=False)
+    history = result["history"]
+    assert [row["epoch"] for row in history] == [1, 2]
+    for row in history:
+        assert np.isfinite(row["train_loss"])
+        assert 0.0 <= row["clean_error"] <= 1.0
+        if cfg.is_sdp:
+            assert row["clean_error"] <= row["dual_certified_error"] <= 1.0
+            assert np.isfinite(row["dual_S_mean"])
+    loaded = TwoLayerNet.load(tmp_path / "model.npz")
+    assert loaded.fingerprint() == result["net"].fingerprint()
+    X, _ = load_mnist_sample("test", limit=20)
+    model = result["trainer"].model.to(torch.float64)
+    with torch.no_grad():
+        torch_logits = model(torch.from_numpy(X.astype(np.float64))).numpy()
+    np.testing.assert_allclose(loaded.forward(X), torch_logits, rtol=1e-12, atol=1e-12)
+    log = json.loads((tmp_path / "log.json").read_text())
+    assert log["config"]["objective"] == objective and len(log["epochs"]) == 2
+    with (tmp_path / "log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 and "clean_error" in rows[0]
+    if objective == "sdp-weighted":
+        w = np.array(history[0]["pair_weights"])
+        assert w.shape == (45,) and np.all(w >= 0) and abs(w.sum() - 1.0) < 1e-9
+
+
+def test_hinge_matches_definition():
+    logits = torch.tensor([[2.0, 1.5, -1.0], [0.0, 0.0, 3.0]])
+    labels = torch.tensor([0, 1])
+    # row 0: max(0, 1 + 1.5 - 2) + max(0, 1 - 1 - 2) = 0.5; row 1: max(0, 1 + 0) + max(0, 1 + 3) = 5
+    assert float(multiclass_hinge(logits, labels)) == pytest.approx(2.75)
+
+
+def test_sdp_penalty_decreases():
+    """Penalty only (loss scale 0): the proven dual bounds on all pairs go down over a few Adam steps."""
+    cfg = TrainConfig(objective="sdp", hidden=20, sdp_loss_scale=0.0, lr=1e-2)
+    trainer = Trainer(cfg)
+    X, y = load_mnist_sample("train", limit=50)
+    xb, yb = torch.from_numpy(X), torch.from_numpy(y)
+    W, V = (t.detach().numpy() for t in (trainer.W, trainer.V))
+    before = trainer.reg.certified_upper(W.astype(np.float64), V.astype(np.float64)).sum()
+    penalties = [trainer.step(xb, yb)["penalty"] for _ in range(30)]
+    W, V = (t.detach().numpy() for t in (trainer.W, trainer.V))
+    after = trainer.reg.certified_upper(W.astype(np.float64), V.astype(np.float64)).sum()
+    assert np.isfinite(before) and after < 0.8 * before
+    assert np.mean(penalties[-5:]) < np.mean(penalties[:5])
+
+
+def test_growth_certificate_matches_certifier():
+    """certified_error_from_growth with the Certifier's own growth reproduces Certifier.certify exactly."""
+    cfg = TrainConfig(objective="nt", epochs=1, **TINY)
+    net = train(cfg, progress=False)["net"]
+    X, y = load_mnist_sample("test", limit=150)
+    certifier = Certifier(net)
+    for eps in (0.0, 0.005, 0.02):
+        ref = certifier.certify(X, y, eps)
+        got = certified_error_from_growth(net, X, y, eps, certifier.growth("sdp"))
+        np.testing.assert_array_equal(got["worst_margin"], ref.worst_margin)
+        np.testing.assert_array_equal(got["worst_class"], ref.worst_class)
+        assert got["certified_error"] == ref.certified_error and got["clean_error"] == ref.clean_error
+
+
+def test_dual_certificate_no_better_than_exact_sdp():
+    """The logged dual certificate (proven bounds from the trained, feasible but not optimal c) is never better than
+    the exact SDP certificate, and never below the clean error."""
+    eps_train = 0.005
+    cfg = TrainConfig(objective="sdp", epochs=3, eps_train=eps_train, hidden=20, limit=600, test_limit=200,
+                      batch_size=50, lr=3e-3)
+    result = train(cfg, progress=False)
+    net, last, reg = result["net"], result["history"][-1], result["trainer"].reg
+    X, y = load_mnist_sample("test", limit=200)
+    certifier = Certifier(net)
+    exact = certifier.certify(X, y, eps_train)
+    assert last["clean_error"] == exact.clean_error
+    assert exact.clean_error <= exact.certified_error <= last["dual_certified_error"] < 1.0  # not a trivial 100%
+    G_dual, S_dual = _dual_growth(reg, net)
+    for eps in (0.0, 0.001, 0.002, 0.01, 0.05):
+        dual = certified_error_from_growth(net, X, y, eps, G_dual)
+        ref = certifier.certify(X, y, eps)
+        assert dual["certified_error"] >= ref.certified_error >= ref.clean_error
+        assert not np.any(dual["certified"] & ~ref.certified)  # dual-certified points are exactly-certified too
+    # per pair: the dual bound from the trained c is a valid upper bound on the optimum S_ij
+    pairs = certifier.pair_bounds()
+    assert np.all(S_dual >= pairs.lower) and np.all(np.isfinite(S_dual))
+
+
+@pytest.mark.parametrize("objective", ["sdp", "at"])
+def test_resume_reproduces_uninterrupted_run(tmp_path, objective):
+    base = dict(objective=objective, **TINY)
+    full = train(TrainConfig(epochs=2, out_dir=str(tmp_path / "full"), **base), progress=False)
+    train(TrainConfig(epochs=1, out_dir=str(tmp_path / "split"), **base), progress=False)
+    resumed = train(TrainConfig(epochs=2, out_dir=str(tmp_path / "split"), resume=True, **base), progress=False)
+    for a, b in zip(_weights(full["net"]), _weights(resumed["net"])):
+        np.testing.assert_array_equal(a, b)
+    assert len(resumed["history"]) == 2
+    assert resumed["history"][-1]["train_loss"] == full["history"][-1]["train_loss"]
+    with pytest.raises(SdpcertError, match="other settings"):
+        train(TrainConfig(epochs=3, out_dir=str(tmp_path / "split"), resume=True, **{**base, "hidden": 21}),
+              progress=False)
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(SdpcertError, match="objective"):
+        TrainConfig(objective="lp")
+    with pytest.raises(SdpcertError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(SdpcertError, match="sdp_lambda"):
+        TrainConfig(sdp_lambda=-1.0)
+    with pytest.raises(SdpcertError, match="out_dir"):
+        TrainConfig(resume=True)
+    with pytest.raises(SdpcertError, match="cannot resume"):
+        train(TrainConfig(out_dir=str(tmp_path), resume=True, **TINY), progress=False)
+
+
+def test_training_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(TrainConfig(objective="nt", epochs=1, **TINY), progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_train_writes_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--objective", "sdp", "--epochs", "1", "--hidden", "20", "--limit", "200", "--test-limit",
+            "100", "--batch-size", "50", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "epoch   1" in text and "dual-cert" in text and "done: sdp, 1 epochs" in text
+    for name in ("model.npz", "log.json", "log.csv", "checkpoint.pt"):
+        assert (out / name).is_file()
+    TwoLayerNet.load(out / "model.npz")
+    argv[argv.index("--epochs") + 1] = "2"
+    assert main(argv + ["--resume"]) == 0
+    assert len(json.loads((out / "log.json").read_text())["epochs"]) == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--epochs", "1"],                                   # --objective missing
+    ["train", "--objective", "lp", "--epochs", "1"],              # unknown objective
+    ["train", "--objective", "nt", "--epochs", "0"],              # epochs must be positive
+    ["train", "--objective", "nt", "--epochs", "1", "--lr", "-1"],
+    ["train", "--objective", "nt", "--epochs", "1", "--data", "/nonexistent/mnist"],
+])
+def test_cli_train_bad_args(argv, tmp_path, capsys):
+    assert main(argv + ["--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip()
+
+
+def test_cli_train_resume_without_checkpoint(tmp_path, capsys):
+    code = main(["train", "--objective", "nt", "--epochs", "1", "--out", str(tmp_path / "none"), "--resume",
+                 "--no-progress", "--limit", "100"])
+    assert code == 2
+    assert "cannot resume" in capsys.readouterr().err
