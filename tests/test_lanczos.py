@@ -180,6 +180,20 @@ def test_dense_fallback_path():
     check_against_eigh(W, V, pairs, cs, res, 1e-13, value_factor=10)
 
 
+def test_no_dense_fallback_returns_the_ritz_pair():
+    """dense_fallback=False (training) keeps the last Ritz pair: a unit vector whose value is a lower bound on
+    lambda_max (Rayleigh quotient), marked 'not_converged', at the cost of max_iter matvecs only."""
+    W, V, pairs, cs = random_problem(60, 50, 4, 7)
+    res = core.top_eigenpairs(W, V, pairs, cs, max_iter=3, dense_fallback=False)
+    assert res["status"] == ["not_converged"] * 4
+    assert (res["iterations"] == 3).all()
+    for p, A in enumerate(dense_ops(W, V, pairs, cs)):
+        x = res["vectors"][p]
+        assert np.linalg.norm(x) == pytest.approx(1.0, abs=1e-12)
+        assert res["values"][p] == pytest.approx(x @ A @ x, rel=1e-10, abs=1e-12)
+        assert res["values"][p] <= np.linalg.eigvalsh(A)[-1] + 1e-10
+
+
 def test_dense_small_path():
     W, V, pairs, cs = random_problem(40, 30, 3, 9)  # D = 71 < 96
     res = core.top_eigenpairs(W, V, pairs, cs)

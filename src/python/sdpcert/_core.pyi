@@ -25,6 +25,7 @@ def top_eigenpairs(
     start: Optional[npt.ArrayLike] = None,
     seed: int = 0,
     threads: int = 0,
+    dense_fallback: bool = True,
 ) -> dict[str, Any]:
     """Batched Lanczos: values (P,), vectors (P, D), residuals, iterations, status (list of str). Estimates only."""
 
