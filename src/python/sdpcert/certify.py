@@ -28,7 +28,8 @@ from ._rounding import UNIT_ROUNDOFF, gamma, round_up
 from .errors import NonFiniteError, SdpcertError, ShapeError
 from .network import TwoLayerNet
 
-__all__ = ["Certifier", "PairBounds", "CertificationResult", "forward_error_bound", "METHODS", "check_eps"]
+__all__ = ["Certifier", "PairBounds", "CertificationResult", "forward_error_bound", "certify_with_growth", "METHODS",
+           "check_eps"]
 
 METHODS = ("sdp", "spectral", "frobenius")
 
@@ -254,18 +255,7 @@ class Certifier:
                 raise SdpcertError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         X, y = _check_data(self.net, X, y)
         t0 = time.perf_counter()
-        net = self.net
-        hidden = net.hidden(X)
-        logits = hidden @ net.V.T + net.b2
-        err = forward_error_bound(net, X, hidden)
-        rows = np.arange(len(y))
-        # margins[n, j] = f_j - f_y (one rounding: u |.|), plus both logits' error bounds. The final sum mixes signs,
-        # so its own rounding is bounded by gamma_5 times the sum of the magnitudes (not of the result).
-        margins = logits - logits[rows, y][:, None]
-        slack = err + err[rows, y][:, None] + UNIT_ROUNDOFF * np.abs(margins)
-        base = margins + slack
-        magnitude = np.abs(margins) + slack
-        predicted = np.argmax(logits, axis=1)
+        base, magnitude, predicted = _logit_margins(self.net, X, y)
         shared = time.perf_counter() - t0
         out = {}
         for method in methods:
@@ -274,15 +264,53 @@ class Certifier:
             t2 = time.perf_counter()
             for eps in eps_values:
                 t3 = time.perf_counter()
-                growth = round_up(eps * G[:, y].T, 1) if eps > 0 else np.zeros_like(margins)
-                total = base + growth
-                upper = np.nextafter(total + gamma(5) * (magnitude + growth), np.inf)
-                upper[rows, y] = -np.inf
-                worst_class = np.argmax(upper, axis=1)
-                worst = upper[rows, worst_class]
+                worst, worst_class = _worst_margins(base, magnitude, y, eps, G)
                 t4 = time.perf_counter()
                 out[(eps, method)] = CertificationResult(
                     method=method, eps=eps, labels=y, predicted=predicted, worst_margin=worst,
-                    worst_class=worst_class.astype(np.int64), seconds=shared + (t2 - t1) + (t4 - t3),
+                    worst_class=worst_class, seconds=shared + (t2 - t1) + (t4 - t3),
                     timings={"bounds": t2 - t1, "examples": shared + (t4 - t3)})
         return out
+
+
+def _logit_margins(net: TwoLayerNet, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(base, magnitude, predicted): base[n, j] >= f_j(x) - f_y(x) exactly (float64 margins plus both logits'
+    rounding-error bounds and the subtraction's rounding); magnitude[n, j] is the sum of the magnitudes of base's
+    terms, which bounds the rounding of the final mixed-sign sum in _worst_margins."""
+    hidden = net.hidden(X)
+    logits = hidden @ net.V.T + net.b2
+    err = forward_error_bound(net, X, hidden)
+    rows = np.arange(len(y))
+    margins = logits - logits[rows, y][:, None]
+    slack = err + err[rows, y][:, None] + UNIT_ROUNDOFF * np.abs(margins)
+    return margins + slack, np.abs(margins) + slack, np.argmax(logits, axis=1)
+
+
+def _worst_margins(base: np.ndarray, magnitude: np.ndarray, y: np.ndarray, eps: float,
+                   G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(worst, worst_class): the proven bound max_{j != y} base[n, j] + eps G[j, y], and its j. The sum mixes signs,
+    so its rounding is bounded by gamma_5 times the magnitudes of its terms (not of the result)."""
+    rows = np.arange(len(y))
+    growth = round_up(eps * G[:, y].T, 1) if eps > 0 else np.zeros_like(base)
+    upper = np.nextafter(base + growth + gamma(5) * (magnitude + growth), np.inf)
+    upper[rows, y] = -np.inf
+    worst_class = np.argmax(upper, axis=1)
+    return upper[rows, worst_class], worst_class.astype(np.int64)
+
+
+def certify_with_growth(net: TwoLayerNet, X: Any, y: Any, eps: float, G: Any, method: str = "custom"
+                        ) -> CertificationResult:
+    """Per-example certificates from any proven (k, k) growth matrix G (see bounds.py), e.g. the SDP growth of dual
+    variables met during training. The result is a certificate only if G is a proven bound."""
+    eps = check_eps(eps)
+    X, y = _check_data(net, X, y)
+    G = np.asarray(G, dtype=np.float64)
+    if G.shape != (net.k, net.k):
+        raise ShapeError(f"G must have shape ({net.k}, {net.k}); got {G.shape}")
+    if not np.all(np.isfinite(G[~np.eye(net.k, dtype=bool)])):
+        raise NonFiniteError("G contains non-finite off-diagonal values")
+    t0 = time.perf_counter()
+    base, magnitude, predicted = _logit_margins(net, X, y)
+    worst, worst_class = _worst_margins(base, magnitude, y, eps, G)
+    return CertificationResult(method=method, eps=eps, labels=y, predicted=predicted, worst_margin=worst,
+                               worst_class=worst_class, seconds=time.perf_counter() - t0)

@@ -47,8 +47,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from . import bounds
-from ._rounding import UNIT_ROUNDOFF, gamma, round_up
-from .certify import _check_data, check_eps, forward_error_bound
+from .certify import certify_with_growth
 from .errors import SdpcertError
 from .network import TwoLayerNet
 
@@ -172,32 +171,10 @@ def certified_error_from_growth(net: TwoLayerNet, X: Any, y: Any, eps: float, G:
 
     Returns dict(certified (n,) bool, worst_margin (n,), worst_class (n,), predicted (n,), clean_error,
     certified_error). ``G`` must be a proven upper bound for the result to be a certificate."""
-    eps = check_eps(eps)
-    X, y = _check_data(net, X, y)
-    G = np.asarray(G, dtype=np.float64)
-    if G.shape != (net.k, net.k):
-        raise SdpcertError(f"G must have shape ({net.k}, {net.k}); got {G.shape}")
-    hidden = net.hidden(X)
-    logits = hidden @ net.V.T + net.b2
-    err = forward_error_bound(net, X, hidden)
-    rows = np.arange(len(y))
-    # Mirrors certify.Certifier.certify_grid exactly (same slack terms and rounding).
-    margins = logits - logits[rows, y][:, None]
-    slack = err + err[rows, y][:, None] + UNIT_ROUNDOFF * np.abs(margins)
-    base = margins + slack
-    magnitude = np.abs(margins) + slack
-    predicted = np.argmax(logits, axis=1)
-    growth = round_up(eps * G[:, y].T, 1) if eps > 0 else np.zeros_like(margins)
-    total = base + growth
-    upper = np.nextafter(total + gamma(5) * (magnitude + growth), np.inf)
-    upper[rows, y] = -np.inf
-    worst_class = np.argmax(upper, axis=1)
-    worst = upper[rows, worst_class]
-    certified = worst < 0
-    n = len(y)
-    return {"certified": certified, "worst_margin": worst, "worst_class": worst_class.astype(np.int64),
-            "predicted": predicted, "clean_error": float(1.0 - (predicted == y).mean()) if n else 0.0,
-            "certified_error": float(1.0 - certified.mean()) if n else 0.0}
+    result = certify_with_growth(net, X, y, eps, G, method="dual")
+    return {"certified": result.certified, "worst_margin": result.worst_margin, "worst_class": result.worst_class,
+            "predicted": result.predicted, "clean_error": result.clean_error,
+            "certified_error": result.certified_error}
 
 
 def _dual_growth(reg: Any, net: TwoLayerNet) -> tuple[np.ndarray, np.ndarray]:
