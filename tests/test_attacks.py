@@ -21,6 +21,8 @@ from torch import nn
 from sdpcert import Certifier, NonFiniteError, SdpcertError, ShapeError, TwoLayerNet, load_mnist_sample
 from sdpcert.attacks import attack_error, cw_linf, evaluate_attacks, fgsm, pgd
 
+from conftest import train_small_mnist_net
+
 torch.set_num_threads(1)
 
 METHODS = ("fgsm", "pgd", "cw")
@@ -28,23 +30,7 @@ METHODS = ("fgsm", "pgd", "cw")
 
 def train_net(hidden: int = 30, epochs: int = 10, seed: int = 0) -> TwoLayerNet:
     """784-hidden-10 ReLU net, CE + small Frobenius penalty, a couple of seconds on the packaged slice."""
-    X, y = load_mnist_sample("train")
-    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(epochs):
-            order = torch.randperm(len(y_t), generator=gen)
-            for lo in range(0, len(order), 100):
-                idx = order[lo:lo + 100]
-                loss = nn.functional.cross_entropy(model(X_t[idx]), y_t[idx])
-                loss = loss + 0.05 * (model[0].weight.norm() + model[2].weight.norm())
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    return TwoLayerNet.from_torch(model)
+    return train_small_mnist_net(hidden=hidden, epochs=epochs, seed=seed)
 
 
 @pytest.fixture(scope="module")
