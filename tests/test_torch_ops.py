@@ -15,6 +15,7 @@ from sdpcert.torch_ops import (
     certified_dual_bounds,
     pair_dual_penalty,
     pair_matrix_torch,
+    top_eigenpairs,
 )
 
 BACKENDS = ["core", "torch"]
@@ -305,3 +306,76 @@ def test_bad_input():
     with pytest.raises(NonFiniteError):
         certified_dual_bounds(Wn, V, c, [(0, 1)])
     assert issubclass(ShapeError, ValueError) and issubclass(NonFiniteError, ValueError)
+
+
+def test_precomputed_eigenpairs_give_the_same_value_and_gradient():
+    """pair_dual_penalty(eigenpairs=top_eigenpairs(...)) is the same op as the one-call form."""
+    W, V = _net(40, 70, k=4, seed=5)
+    c = torch.rand(3, 111, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 0.1
+    pairs = [(0, 1), (3, 2), (1, 3)]
+    grads = []
+    for precompute in (False, True):
+        Wg, Vg, cg = (t.clone().requires_grad_(True) for t in (W, V, c))
+        eig = top_eigenpairs(Wg, Vg, cg, pairs, tol=1e-12) if precompute else None
+        value = pair_dual_penalty(Wg, Vg, cg, pairs, tol=1e-12, eigenpairs=eig)
+        value.sum().backward()
+        grads.append([value.detach(), Wg.grad, Vg.grad, cg.grad])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    eig = top_eigenpairs(W, V, c, pairs)
+    with pytest.raises(SdpcertError, match="other pairs"):
+        pair_dual_penalty(W, V, c, [(0, 1), (3, 2), (2, 3)], eigenpairs=eig)
+    with pytest.raises(SdpcertError, match="must come from top_eigenpairs"):
+        pair_dual_penalty(W, V, c, pairs, eigenpairs=(eig.values, eig.vectors))
+
+
+def test_async_solve_matches_the_synchronous_forward():
+    """The training step's order (solve on the worker thread, then forward) changes nothing: same values, same
+    gradients, same warm starts as the plain forward."""
+    W, V = _net(30, 50, k=5, seed=8, dtype=torch.float32)
+    regs = [DualCertificateRegularizer(k=5, d=50, m=30, weight=0.1, init_c=0.01) for _ in range(2)]
+    pairs = [(2, j) for j in range(5) if j != 2]
+    out = []
+    for use_async, reg in zip((False, True), regs):
+        Wg, Vg = W.clone().requires_grad_(True), V.clone().requires_grad_(True)
+        values = []
+        for _ in range(3):  # three steps: the second and third start from the stored eigenvectors
+            eig = reg.solve_async(Wg, Vg, pairs) if use_async else None
+            loss = reg(Wg, Vg, pairs, eigenpairs=eig)
+            loss.backward()
+            values.append(loss.detach())
+        out.append((torch.stack(values), Wg.grad, Vg.grad, reg.c.grad,
+                     np.stack([reg.warm_start._vectors[tuple(sorted(p))] for p in pairs])))
+    for a, b in zip(out[0], out[1]):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_finite_check_does_not_trip_on_an_overflowing_sum():
+    """The fast finiteness test sums the tensor; a sum that overflows with every entry finite is not an error,
+    while one inf entry still is."""
+    W, V = _net(6, 8, k=3, dtype=torch.float32)
+    c = torch.zeros(1, 15)
+    c[0, :4] = 3e38  # finite entries whose float32 sum overflows
+    assert pair_dual_penalty(W, V, c, [(0, 1)]).shape == (1,)
+    c[0, 5] = float("inf")
+    with pytest.raises(NonFiniteError, match="c holds 1 NaN/inf entry"):
+        pair_dual_penalty(W, V, c, [(0, 1)])
+
+
+def test_lanczos_residual_estimates_without_the_exact_recomputation():
+    """exact_residuals=False reports the Lanczos residual estimate; for a converged pair it bounds the same small
+    quantity that the exact recomputation measures."""
+    W, V = _net(40, 70, k=3, seed=3)
+    W64, V64 = W.numpy(), V.numpy()
+    pairs = np.array([[0, 1], [1, 2]])
+    cs = np.zeros((2, 111))
+    exact = _core.top_eigenpairs(W64, V64, pairs, cs, tol=1e-10)
+    fast = _core.top_eigenpairs(np.asfortranarray(W64), V64, pairs, cs, tol=1e-10, exact_residuals=False)
+    np.testing.assert_allclose(fast["values"], exact["values"], rtol=1e-12)
+    assert list(fast["status"]) == ["converged", "converged"]
+    scale = np.abs(exact["values"]).max()
+    assert (np.asarray(fast["residuals"]) <= 1e-10 * scale * 1.0001).all()
+    assert (np.asarray(exact["residuals"]) <= 1e-8 * scale).all()

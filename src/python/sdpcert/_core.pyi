@@ -26,6 +26,7 @@ def top_eigenpairs(
     seed: int = 0,
     threads: int = 0,
     dense_fallback: bool = True,
+    exact_residuals: bool = True,
 ) -> dict[str, Any]:
     """Batched Lanczos: values (P,), vectors (P, D), residuals, iterations, status (list of str). Estimates only."""
 

@@ -87,6 +87,7 @@ class TrainConfig:
     at_step: float = 0.1
     at_steps: int = 40
     weight_refresh_every: int = 20
+    eig_iters: int = 3  # Lanczos matvecs per pair per step, warm started (sdp objectives; see the module docstring)
     data: Optional[str] = None  # folder with the MNIST IDX files; None: the packaged sample
     limit: Optional[int] = None  # first N training examples
     test_limit: Optional[int] = None  # first N test examples (clean error and dual certificate)
@@ -98,7 +99,7 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise SdpcertError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         for name in ("hidden", "epochs", "batch_size", "lr_decay_every", "at_steps", "weight_refresh_every",
-                     "threads"):
+                     "threads", "eig_iters"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise SdpcertError(f"{name} must be a positive integer; got {value!r}")
@@ -228,7 +229,8 @@ class Trainer:
         self.reg = None
         params = list(self.model.parameters())
         if config.is_sdp:
-            self.reg = DualCertificateRegularizer(k=k, d=d, m=config.hidden, weight=config.sdp_lambda)
+            self.reg = DualCertificateRegularizer(k=k, d=d, m=config.hidden, weight=config.sdp_lambda,
+                                                  max_iter=config.eig_iters)
             params += list(self.reg.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
         self.epoch = 0  # epochs completed
@@ -282,6 +284,8 @@ class Trainer:
 
     def step(self, xb: Any, yb: Any) -> dict:
         """One Adam step; returns the loss parts as floats."""
+        if self.config.is_sdp:
+            return self._sdp_step(xb, yb)
         parts = self.losses(xb, yb)
         loss = parts["loss"]
         if not bool(loss.isfinite()):
@@ -290,6 +294,27 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         return {key: float(value.detach()) for key, value in parts.items()}
+
+    def _sdp_step(self, xb: Any, yb: Any) -> dict:
+        """The SDP objective's step, the same gradient as ``losses`` + backward, in an order that hides the eigen
+        solve: it runs on a worker thread (the C++ Lanczos releases the GIL) while torch computes the hinge and its
+        backward; the penalty's analytic backward then adds its part to the same .grad before the Adam step."""
+        cfg = self.config
+        pairs = self.reg.sample_pairs_sharing_class(self.generator)
+        pending = self.reg.solve_async(self.W, self.V, pairs)
+        try:
+            hinge = multiclass_hinge(self.model(xb), yb)
+            self.optimizer.zero_grad()
+            (cfg.sdp_loss_scale * hinge).backward()
+        finally:
+            eigenpairs = pending.result()  # never leave a solve running into the next step
+        penalty = self.reg(self.W, self.V, pairs, eigenpairs=eigenpairs)  # includes sdp_lambda and pair weights
+        penalty.backward()
+        loss = cfg.sdp_loss_scale * hinge.detach() + penalty.detach()
+        if not bool(loss.isfinite()):
+            raise SdpcertError(f"training diverged: the loss is {float(loss)} (try a smaller lr)")
+        self.optimizer.step()
+        return {"hinge": float(hinge.detach()), "penalty": float(penalty.detach()), "loss": float(loss)}
 
     def refresh_pair_weights(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """sdp-weighted: w_ij = fraction of (X, y) whose maximising pair {y, worst class} in the dual certificate
