@@ -61,7 +61,7 @@ def test_certify_table_and_json(capsys, tmp_path, model_path, no_mnist_env):
     code, out, err = run(capsys, "certify", model_path, "--eps", "0.01,0.05", "--json", out_json)
     assert code == 0, err
     assert "packaged MNIST sample" in err  # says that it fell back to the packaged data
-    for word in ("eps", "clean", "sdp", "spectral", "frobenius", "certified", "pair SDPs", "max relative gap",
+    for word in ("eps", "clean", "sdp", "spectral", "frobenius", "lp", "certified", "pair SDPs", "max relative gap",
                  "certify"):
         assert word in out, word
 
@@ -80,7 +80,8 @@ def test_certify_table_and_json(capsys, tmp_path, model_path, no_mnist_env):
     X, y = load_mnist_sample("test")
     certifier = Certifier(net)
     np.testing.assert_array_equal(upper, certifier.pair_bounds().upper)
-    assert len(report["results"]) == 6
+    assert len(report["results"]) == 8  # 2 radii x (sdp, spectral, frobenius, lp): all that apply to a ReLU net
+    assert {e["method"] for e in report["results"]} == {"sdp", "spectral", "frobenius", "lp"}
     for entry in report["results"]:
         direct = certifier.certify(X, y, entry["eps"], entry["method"])
         assert entry["certified_error"] == direct.certified_error
@@ -180,7 +181,7 @@ def test_certify_bad_arguments(capsys, tmp_path, model_path, no_mnist_env, monke
 
     # usage errors: argparse's message, exit code 2, no traceback
     for argv in (["certify", model_path], ["certify", model_path, "--eps", "abc"],
-                 ["certify", model_path, "--eps", "0.1", "--methods", "lp"], ["frobnicate"], []):
+                 ["certify", model_path, "--eps", "0.1", "--methods", "milp"], ["frobnicate"], []):
         code, _, err = run(capsys, *argv)
         assert code == 2 and "Traceback" not in err and "error" in err, (argv, err)
 

@@ -23,15 +23,20 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import bounds
+from . import bounds, lp_bound
 from ._rounding import UNIT_ROUNDOFF, gamma, round_up
 from .errors import NonFiniteError, SdpcertError, ShapeError
 from .network import TwoLayerNet
 
 __all__ = ["Certifier", "PairBounds", "CertificationResult", "forward_error_bound", "certify_with_growth", "METHODS",
-           "check_eps"]
+           "methods_for", "check_eps"]
 
-METHODS = ("sdp", "spectral", "frobenius")
+METHODS = ("sdp", "spectral", "frobenius", "lp")  # "lp": Wong-Kolter, per example (lp_bound.py)
+
+
+def methods_for(net: TwoLayerNet) -> tuple[str, ...]:
+    """The certification methods that apply to ``net`` (the LP bound is for ReLU nets only)."""
+    return METHODS if net.activation == "relu" else tuple(m for m in METHODS if m != "lp")
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,9 @@ class Certifier:
         """(k, k) proven growth coefficients G of ``method`` (see bounds.py)."""
         if method not in METHODS:
             raise SdpcertError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if method == "lp":
+            raise SdpcertError("method 'lp' bounds each example separately and has no (k, k) growth matrix; "
+                               "use certify(X, y, eps, method='lp')")
         if method not in self._growth:
             if method == "sdp":
                 self._growth[method] = bounds.sdp_growth(self.net, self.pair_bounds().upper)
@@ -259,6 +267,16 @@ class Certifier:
         shared = time.perf_counter() - t0
         out = {}
         for method in methods:
+            if method == "lp":  # Wong-Kolter LP bound: per example, not a growth matrix (lp_bound.py)
+                for eps in eps_values:
+                    t3 = time.perf_counter()
+                    worst, worst_class = lp_bound.lp_worst_margins(self.net, X, y, eps, return_class=True)
+                    t4 = time.perf_counter()
+                    out[(eps, method)] = CertificationResult(
+                        method=method, eps=eps, labels=y, predicted=predicted, worst_margin=worst,
+                        worst_class=worst_class, seconds=shared + (t4 - t3), timings={"bounds": 0.0,
+                                                                                      "examples": shared + (t4 - t3)})
+                continue
             t1 = time.perf_counter()
             G = self.growth(method)
             t2 = time.perf_counter()

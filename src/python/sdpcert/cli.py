@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cert = sub.add_parser("certify", help="certify a saved model (.npz) on MNIST at an l_inf radius",
                           description="Certify a saved TwoLayerNet (.npz) on MNIST: clean error and certified error "
-                                      "of the SDP, spectral and Frobenius bounds.")
+                                      "of the SDP, spectral, Frobenius and LP (Wong-Kolter) bounds.")
     cert.add_argument("model", help="model file written by TwoLayerNet.save (.npz)")
     cert.add_argument("--eps", type=_float_list, required=True,
                       help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "the packaged 1000-image test sample)")
     cert.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
     cert.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples")
-    cert.add_argument("--methods", type=_method_list, default=["sdp", "spectral", "frobenius"],
-                      help="comma-separated subset of sdp,spectral,frobenius (default: all)")
+    cert.add_argument("--methods", type=_method_list, default=None,
+                      help="comma-separated subset of sdp,spectral,frobenius,lp (default: all that apply to the "
+                           "model; lp needs a ReLU net)")
     cert.add_argument("--rel-tol", type=float, default=1e-6,
                       help="target relative gap of each pair SDP (default 1e-6; the bound is proven at any tol)")
     cert.add_argument("--json", metavar="OUT", default=None, help="write all numbers to this JSON file")
@@ -222,7 +223,7 @@ def _load_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, str]:
 
 
 def _cmd_certify(args: argparse.Namespace) -> int:
-    from .certify import Certifier, check_eps
+    from .certify import Certifier, check_eps, methods_for
     from .network import TwoLayerNet
 
     out, err = _consoles()
@@ -242,6 +243,8 @@ def _cmd_certify(args: argparse.Namespace) -> int:
     err.print(f"model {args.model}: {net!r}, fingerprint {net.fingerprint()[:16]}; data: {source}, n = {len(y)}",
               highlight=False, soft_wrap=True, markup=False)
 
+    if args.methods is None:
+        args.methods = list(methods_for(net))
     pairs = None
     t_pairs = 0.0
     if "sdp" in args.methods:

@@ -1,0 +1,248 @@
+"""The LP bound of Wong & Kolter (2018), "Provable defenses against adversarial examples via the convex outer
+adversarial polytope", for the one-hidden-layer ReLU network ``f(x) = V relu(W x + b) + b2``.
+
+For an example (x, y), a class j and v = V_j - V_y, the bound on ``max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` is
+the value of the W-K dual network at their choice of dual variables:
+
+    z0 = W x + b,  r = eps |W| 1,  l = z0 - r,  u = z0 + r         (exact pre-activation bounds over the box)
+    active   l >= 0:      D = 1
+    inactive u <= 0 < -l: D = 0
+    ambiguous l < 0 < u:  D = s = u / (u - l)                        (triangle relaxation, W-K's slope choice)
+    nu = D * v
+    B_j = (b2_j - b2_y) + nu^T z0 + eps ||W^T nu||_1 - sum_{ambiguous} s l [v]_+
+
+Derivation (the "dual network" for one hidden layer): on an ambiguous unit the triangle relaxation gives
+relu(z) <= s (z - l) (the chord, used where v_i > 0) and relu(z) >= alpha z for any alpha in [0, 1] (used where
+v_i < 0; W-K take alpha = s). So v^T relu(z) <= nu^T z + sum_{ambiguous, v_i > 0} (-s_i l_i v_i) for every z in
+[l, u], and nu^T z = nu^T z0 + (W^T nu)^T (x' - x) <= nu^T z0 + eps ||W^T nu||_1 over the box. The bound is valid
+for ANY l <= the true lower bound, u >= the true upper bound and any lower slope in [0, 1]; it is not the LP optimum
+(W-K fix the lower slope instead of optimising it), so it is >= the exact triangle-relaxation LP value. Note: because
+of the fixed lower slope it can exceed the naive interval bound on a unit with v_i < 0 (relu >= s z is weaker than
+relu >= 0 at z = l); the exact LP never does.
+
+The input box is NOT clipped to [0, 1]^d (the SDP certificate of this package is not either), so both certify the
+same set, the full l_inf ball.
+
+Two entry points:
+  * ``lp_margin_bounds_torch`` / ``lp_robust_loss``: differentiable torch versions for LP-NN training (W-K robust
+    loss = cross-entropy of the bounds, which are W-K's negated dual objectives J).
+  * ``lp_worst_margins``: the rigorous float64 numpy path used by ``Certifier.certify(..., method="lp")``, which adds an
+    explicit bound on every floating-point rounding error (soundness argument in its comments).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._rounding import UNIT_ROUNDOFF, gamma, round_up
+from .errors import NonFiniteError, SdpcertError, ShapeError
+from .network import TwoLayerNet
+
+__all__ = ["lp_margin_bounds_torch", "lp_robust_loss", "lp_worst_margins", "lp_margin_bounds"]
+
+_CHUNK = 256  # examples per block in the numpy path: (chunk * k, d) float64 temporaries stay ~16 MB for MNIST
+
+
+# ----------------------------------------------------------------------------------------------- torch (training)
+def _check_eps_value(eps: Any) -> float:
+    try:
+        value = float(eps)
+    except (TypeError, ValueError) as exc:
+        raise SdpcertError(f"eps must be a real number; got {eps!r}") from exc
+    if not math.isfinite(value):
+        raise NonFiniteError(f"eps must be finite; got {value}")
+    if value < 0:
+        raise SdpcertError(f"eps must be >= 0 (an l_inf radius); got {value}")
+    return value
+
+
+def _check_torch_args(W, b, V, b2, X, y) -> None:
+    import torch
+
+    for name, t in (("W", W), ("b", b), ("V", V), ("b2", b2), ("X", X), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise SdpcertError(f"{name} must be a torch tensor; got {type(t).__name__}")
+    if W.ndim != 2:
+        raise ShapeError(f"W must have shape (m, d); got {tuple(W.shape)}")
+    m, d = W.shape
+    if b.shape != (m,):
+        raise ShapeError(f"b must have shape ({m},) to match W {tuple(W.shape)}; got {tuple(b.shape)}")
+    if V.ndim != 2 or V.shape[1] != m or V.shape[0] < 2:
+        raise ShapeError(f"V must have shape (k, {m}) with k >= 2 to match W {tuple(W.shape)}; got {tuple(V.shape)}")
+    k = V.shape[0]
+    if b2.shape != (k,):
+        raise ShapeError(f"b2 must have shape ({k},) to match V {tuple(V.shape)}; got {tuple(b2.shape)}")
+    if X.ndim != 2 or X.shape[1] != d:
+        raise ShapeError(f"X must have shape (n, {d}) for this network; got {tuple(X.shape)}")
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ShapeError(f"y must have shape ({X.shape[0]},) to match X; got {tuple(y.shape)}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise SdpcertError(f"y must hold integer class labels; got dtype {y.dtype}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise SdpcertError(f"labels must lie in 0..{k - 1} for this network; got range {int(y.min())}..{int(y.max())}")
+
+
+def lp_margin_bounds_torch(W, b, V, b2, X, y, eps, check: bool = True):
+    """(N, k) tensor: W-K upper bounds on ``max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` (0 in column y).
+
+    Differentiable in W, b, V, b2 and X (autograd through the bounds l, u and the slopes, as in W-K's robust training).
+    The l_inf box is not clipped to [0, 1]. ``check=False`` skips the argument checks (shapes, labels, NaN in X) in a
+    training loop that has already validated them. Not a certificate by itself: it ignores floating-point rounding;
+    use :func:`lp_worst_margins` for proofs.
+    """
+    import torch
+
+    eps = _check_eps_value(eps)
+    if check:
+        _check_torch_args(W, b, V, b2, X, y)
+        if not bool(torch.isfinite(X).all()):
+            raise NonFiniteError(f"X contains {int((~torch.isfinite(X)).sum())} non-finite values (NaN/inf)")
+    y = y.long()
+    z0 = X @ W.t() + b                                  # (N, m)
+    r = eps * W.abs().sum(dim=1)                        # (m,)
+    lower, upper = z0 - r, z0 + r
+    active = lower >= 0
+    ambiguous = (lower < 0) & (upper > 0)
+    safe = torch.where(ambiguous, upper - lower, torch.ones_like(upper))
+    slope = torch.where(ambiguous, upper / safe, active.to(z0.dtype))   # D of the W-K dual network
+    v = V.unsqueeze(0) - V[y].unsqueeze(1)              # (N, k, m): V_j - V_y
+    nu = slope.unsqueeze(1) * v                         # (N, k, m)
+    linear = (nu * z0.unsqueeze(1)).sum(dim=-1)         # nu^T z0
+    spread = eps * (nu @ W).abs().sum(dim=-1)           # eps ||W^T nu||_1
+    offset = torch.where(ambiguous, -lower * slope, torch.zeros_like(slope))  # -s l >= 0 on ambiguous units
+    chord = (offset.unsqueeze(1) * v.clamp(min=0)).sum(dim=-1)
+    return (b2.unsqueeze(0) - b2[y].unsqueeze(1)) + linear + spread + chord
+
+
+def lp_robust_loss(W, b, V, b2, X, y, eps, check: bool = True):
+    """W-K robust loss: mean over the batch of cross-entropy(bounds, y), bounds from :func:`lp_margin_bounds_torch`
+    (W-K's ``CE(-J(c), y)``: the bounds are the negated dual objectives). An upper bound on the mean worst-case
+    cross-entropy over the l_inf ball."""
+    import torch
+
+    bounds = lp_margin_bounds_torch(W, b, V, b2, X, y, eps, check=check)
+    return torch.nn.functional.cross_entropy(bounds, y.long())
+
+
+# ----------------------------------------------------------------------------------------------- rigorous numpy
+def _validate(net: TwoLayerNet, X: Any, y: Any, eps: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    if not isinstance(net, TwoLayerNet):
+        raise SdpcertError(f"the LP bound needs a TwoLayerNet; got {type(net).__name__}")
+    if net.activation != "relu":
+        raise SdpcertError(f"the LP (Wong-Kolter) bound needs a relu network; this one uses {net.activation!r}")
+    eps = _check_eps_value(eps)
+    from .certify import _check_data  # one place for the data checks and their messages
+
+    X, y = _check_data(net, X, y)
+    return X, y, eps
+
+
+def lp_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float) -> np.ndarray:
+    """(N, k) PROVEN upper bounds on ``max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` for every class j (column y:
+    -inf, the pair (y, y) is not a margin). Float64 W-K dual values plus a bound on all rounding errors."""
+    X, y, eps = _validate(net, X, y, eps)
+    out = np.empty((len(y), net.k))
+    for lo in range(0, len(y), _CHUNK):
+        out[lo:lo + _CHUNK] = _rigorous_block(net, X[lo:lo + _CHUNK], y[lo:lo + _CHUNK], eps)
+    return out
+
+
+def lp_worst_margins(net: TwoLayerNet, X: Any, y: Any, eps: float, return_class: bool = False):
+    """(N,) PROVEN upper bounds on ``max_{j != y} max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` (the example is
+    certified iff < 0); with ``return_class=True`` also the maximising j per example."""
+    bounds = lp_margin_bounds(net, X, y, eps)
+    worst_class = np.argmax(bounds, axis=1).astype(np.int64) if bounds.size else np.zeros(0, dtype=np.int64)
+    worst = bounds[np.arange(len(bounds)), worst_class]
+    return (worst, worst_class) if return_class else worst
+
+
+def _rigorous_block(net: TwoLayerNet, X: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
+    """The W-K bound for a block of examples, rounded so that it is >= the exact real bound.
+
+    Soundness argument. Notation: hats are computed floats, u = 2^-53, gamma_n as in _rounding.py (valid for any
+    summation order, BLAS included). Every float below that enters the relaxation (l, ub, nu, ...) is treated as an
+    exact real number once computed; only the inequalities it must satisfy are proven.
+
+    (1) Pre-activation interval. z0 = W x + b exactly; z_hat = fl(X W^T + b) has |z_hat - z0| <= ez with
+        ez = gamma_{d+1} (||x||_inf ||W_i||_1 + |b_i|) (an inner product of length d plus one addition). The radius
+        r = eps ||W_i||_1 is bounded above by r_up (round_up of non-negative sums/products). Then
+        lo := fl(z_hat - ez - r_up) - gamma_3 (|z_hat| + ez + r_up), rounded down, is <= z0 - r = the true lower
+        bound, and hi likewise >= z0 + r (two roundings of a 3-term sum, absolute error <= gamma_2 (sum of |terms|)).
+        So for every x' in the box, z' = W x' + b lies in [lo, hi].
+    (2) Pair weights. v_hat = fl(V_j - V_y) has |v - v_hat| <= u |v_hat| (one rounding), so
+        v^T relu(z') <= v_hat^T relu(z') + u |v_hat|^T max(hi, 0)   (relu(z') <= max(hi, 0)).
+    (3) Relaxation with float coefficients nu (any floats with the properties below, used as exact reals):
+        active (lo >= 0): nu = v_hat, relu(z') = z'. Inactive (hi <= 0): nu = 0, relu(z') = 0.
+        Ambiguous, v_hat > 0: nu >= v_hat * hi / (hi - lo) (rounded up: s_hat := fl(hi / (hi - lo)) then nu :=
+        next float above fl(s_up v_hat) inflated by 4u, s_up >= s_hat (1 + 4u) >= the exact chord slope), so nu / v_hat >= the chord slope and
+        v_hat relu(z') <= nu (z' - lo) on [lo, hi] (a line through (lo, 0) at least as steep as the chord).
+        Ambiguous, v_hat < 0: nu = fl(s_hat v_hat) with s_hat in [0, 1] (the quotient of floats hi <= hi - lo is
+        <= 1 after rounding, and clipped into [0, 1]), so alpha := nu / v_hat lies in [0, 1] (|fl(s v)| <= |v| since
+        rounding is monotone and v is a float), and v_hat relu(z') <= v_hat alpha z' = nu z'.
+        Hence v_hat^T relu(z') <= nu^T z' + sum_{ambiguous, v_hat > 0} (-nu lo) and
+        nu^T z' = nu^T z0 + (W^T nu)^T (x' - x) <= nu^T z0 + eps ||W^T nu||_1.
+    (4) So the exact bound is  B = (b2_j - b2_y) + nu^T z0 + eps ||W^T nu||_1 + C + R,  with C = sum(-nu lo) over
+        ambiguous units with v_hat > 0 (non-negative terms) and R = u |v_hat|^T max(hi, 0). Each piece is evaluated with
+        a bound on its error: nu^T z0 <= fl(nu^T z_hat) + gamma_m |nu|^T |z_hat| + |nu|^T ez; ||W^T nu||_1 <=
+        sum |fl(W^T nu)| + gamma_m |W|^T |nu| (summed, all non-negative, rounded up); C, R: non-negative sums rounded
+        up; b2_j - b2_y <= fl(.) + u |fl(.)|. The final sum of the five mixed-sign pieces is rounded by at most
+        gamma_5 times the sum of their magnitudes, added (with a safety factor) before a last step up.
+    """
+    W, b, V, b2 = net.W, net.b, net.V, net.b2
+    n, (m, d), k = len(y), W.shape, net.k
+    if n == 0:
+        return np.zeros((0, k))
+    absW = np.abs(W)
+    row_l1 = round_up(absW.sum(axis=1), d)                               # >= ||W_i||_1
+    r_up = round_up(eps * row_l1, 1)                                     # >= eps ||W_i||_1
+    z_hat = X @ W.T + b                                                  # (n, m)
+    x_inf = np.max(np.abs(X), axis=1, keepdims=True)
+    ez = round_up(gamma(d + 1) * (x_inf * row_l1 + np.abs(b)), 4)        # >= |z_hat - z0|
+    slack = round_up(gamma(3) * (np.abs(z_hat) + ez + r_up), 4)
+    lo = np.nextafter((z_hat - ez - r_up) - slack, -np.inf)              # <= z0 - r   (step 1)
+    hi = np.nextafter((z_hat + ez + r_up) + slack, np.inf)               # >= z0 + r
+
+    active = lo >= 0
+    ambiguous = (lo < 0) & (hi > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_hat = np.where(ambiguous, hi / np.where(ambiguous, hi - lo, 1.0), 0.0)
+    s_hat = np.clip(s_hat, 0.0, 1.0)
+    # an upper slope proven >= the chord slope hi / (hi - lo): two roundings (difference, quotient) -> factor (1+u)^2
+    s_up = np.where(ambiguous, np.nextafter(s_hat * (1.0 + 4.0 * UNIT_ROUNDOFF), np.inf), 0.0)
+
+    v_hat = V[None, :, :] - V[y][:, None, :]                             # (n, k, m)
+    pos = v_hat > 0
+    amb3 = ambiguous[:, None, :]
+    nu_pos = np.nextafter(s_up[:, None, :] * v_hat * (1.0 + 4.0 * UNIT_ROUNDOFF), np.inf)  # >= s_chord v_hat
+    nu_neg = s_hat[:, None, :] * v_hat                                  # alpha v_hat, alpha in [0, 1]
+    nu = np.where(active[:, None, :], v_hat, 0.0)
+    nu = np.where(amb3 & pos, nu_pos, nu)
+    nu = np.where(amb3 & ~pos, nu_neg, nu)                               # (step 3)
+    abs_nu = np.abs(nu)
+
+    # nu^T z0 (step 4): float value, and its error bound
+    lin = np.einsum("nkm,nm->nk", nu, z_hat)
+    lin_err = round_up(gamma(m) * np.einsum("nkm,nm->nk", abs_nu, np.abs(z_hat))
+                       + np.einsum("nkm,nm->nk", abs_nu, ez), 2 * m + 4)
+    # eps ||W^T nu||_1
+    g = nu.reshape(n * k, m) @ W                                         # (n k, d)
+    g_err = (abs_nu.reshape(n * k, m) @ absW).sum(axis=1)
+    l1 = round_up(np.abs(g).sum(axis=1) + gamma(m) * round_up(g_err, m + d + 2), d + 2).reshape(n, k)
+    spread = round_up(eps * l1, 1)
+    # C = sum over ambiguous units with v_hat > 0 of -nu lo (all terms >= 0)
+    chord = round_up(np.where(amb3 & pos, -nu * lo[:, None, :], 0.0).sum(axis=-1), m + 1)
+    # R = u |v_hat|^T max(hi, 0): the rounding of v_hat = V_j - V_y
+    vround = round_up(UNIT_ROUNDOFF * np.einsum("nkm,nm->nk", np.abs(v_hat), np.maximum(hi, 0.0)), m + 2)
+    # b2_j - b2_y
+    db2 = b2[None, :] - b2[y][:, None]
+    db2_err = np.nextafter(UNIT_ROUNDOFF * np.abs(db2), np.inf)
+
+    total = db2 + lin + spread + chord + vround
+    magnitude = np.abs(db2) + np.abs(lin) + spread + chord + vround
+    errors = round_up(lin_err + db2_err + gamma(6) * magnitude, 8)
+    bound = np.nextafter(total + errors, np.inf)
+    bound[np.arange(n), y] = -np.inf
+    return bound
