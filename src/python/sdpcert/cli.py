@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--sdp-lambda", type=float, default=0.05, help="penalty weight lambda (default 0.05)")
     tr.add_argument("--sdp-loss-scale", type=float, default=10.0,
                     help="factor on the mean hinge in the sdp objectives (default 10; see DESIGN.md §4)")
+    tr.add_argument("--eig-iters", type=_pos_int, default=3,
+                    help="sdp objectives: warm-started Lanczos matvecs per class pair per step (default 3)")
     tr.add_argument("--weight-refresh-every", type=_pos_int, default=20,
                     help="sdp-weighted: refresh the pair weights every N epochs (default 20)")
     tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")
@@ -342,7 +344,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          sdp_lambda=args.sdp_lambda, sdp_loss_scale=args.sdp_loss_scale,
                          weight_refresh_every=args.weight_refresh_every, at_eps=args.at_eps, at_step=args.at_step,
                          at_steps=args.at_steps, data=args.data, limit=args.limit, test_limit=args.test_limit,
-                         out_dir=args.out, resume=args.resume, threads=args.threads)
+                         out_dir=args.out, resume=args.resume, threads=args.threads, eig_iters=args.eig_iters)
     if args.data is None:
         err.print("note: no --data: training on the packaged MNIST sample (2000 train / 1000 test images)",
                   highlight=False, soft_wrap=True, markup=False)
