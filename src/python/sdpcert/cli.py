@@ -1,10 +1,18 @@
-"""Command line: ``sdpcert certify MODEL.npz --eps 0.1``, ``sdpcert demo`` and ``sdpcert train --objective sdp``.
+"""Command line: ``sdpcert certify MODEL.npz --eps 0.1``, ``sdpcert attack MODEL.npz --eps 0.1``, ``sdpcert demo``
+and ``sdpcert train --objective sdp``.
+
+- ``certify``: clean and certified error (SDP, spectral, Frobenius, LP bounds) of a saved model.
+- ``attack``: clean error and the error under FGSM / PGD / CW-l_inf attacks (lower bounds on the robust error);
+  with ``--check-certificates`` also certifies the same points and checks that no attack broke a certified point.
+- ``demo``: train, certify and attack a small net on the packaged MNIST sample.
+- ``train``: train with one of the paper's objectives.
 
 Exit codes: 0 success; 2 bad input (a usage error, an ``SdpcertError`` such as a corrupt model or a negative eps, a
 missing or unwritable file), reported as one ``error: ...`` line on stderr without a traceback; 3 a soundness check
-failed (``demo``: a certified point was broken by PGD).
+failed (``demo``, ``attack --check-certificates``: a certified point was broken by an attack).
 
-Progress bars and notes go to stderr, tables to stdout. The numerical work lives in ``certify.py`` and ``demo.py``.
+Progress bars and notes go to stderr, tables to stdout. The numerical work lives in ``certify.py``, ``attacks.py``
+and ``demo.py``.
 """
 
 from __future__ import annotations
@@ -95,6 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--rel-tol", type=float, default=1e-6,
                       help="target relative gap of each pair SDP (default 1e-6; the bound is proven at any tol)")
     cert.add_argument("--json", metavar="OUT", default=None, help="write all numbers to this JSON file")
+
+    att = sub.add_parser("attack", help="attack a saved model (.npz) on MNIST with FGSM / PGD / CW at l_inf radii",
+                         description="Attack a saved TwoLayerNet (.npz) on MNIST: clean error and the error after "
+                                     "FGSM, PGD and CW-l_inf attacks (lower bounds on the robust error). With "
+                                     "--check-certificates, also certify the same points with every bound that "
+                                     "applies and check that no attack broke a certified point (exit code 3 if one "
+                                     "did).")
+    att.add_argument("model", help="model file written by TwoLayerNet.save (.npz)")
+    att.add_argument("--eps", type=_float_list, required=True,
+                     help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
+    att.add_argument("--methods", metavar="ATTACKS", default="fgsm,pgd,cw",
+                     help="comma-separated subset of fgsm,pgd,cw (default: all three)")
+    att.add_argument("--steps", type=int, default=40,
+                     help="PGD / CW: sign-gradient steps per restart (default 40; FGSM takes one step of size eps)")
+    att.add_argument("--restarts", type=int, default=1, help="PGD / CW: random restarts (default 1)")
+    att.add_argument("--step-size", type=float, default=None,
+                     help="PGD / CW: step size (default 2.5 eps / steps)")
+    att.add_argument("--seed", type=int, default=0, help="PGD / CW: seed of the random starts (default 0)")
+    att.add_argument("--data", metavar="DIR", default=None,
+                     help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR; if neither is given, "
+                          "the packaged 1000-image test sample)")
+    att.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
+    att.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples")
+    att.add_argument("--check-certificates", action="store_true",
+                     help="also certify the points with every method that applies (sdp, spectral, frobenius, lp) "
+                          "and count the certified points an attack broke (exit code 3 if any)")
+    att.add_argument("--json", metavar="OUT", default=None, help="write all numbers to this JSON file")
 
     demo = sub.add_parser("demo", help="train a small net on packaged MNIST, certify it and attack it (~1 minute)",
                           description="Quick start, no download: trains a 784-100-10 ReLU net on the packaged MNIST "
@@ -296,6 +331,213 @@ def _cmd_certify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------------------------- attack
+_ATTACK_NAMES = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW"}
+
+
+def _attack_list(text: str) -> list[str]:
+    from .attacks import ATTACKS
+
+    attacks = [part.strip().lower() for part in text.split(",") if part.strip()]
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad or not attacks:
+        raise SdpcertError(f"--methods: unknown attack(s) {', '.join(bad) if bad else repr(text)}; "
+                           f"choose from {','.join(ATTACKS)}")
+    return list(dict.fromkeys(attacks))
+
+
+def _attack_settings(args: argparse.Namespace) -> dict:
+    """Validated PGD / CW settings (raises SdpcertError with the option's name)."""
+    import math
+
+    if args.steps < 1:
+        raise SdpcertError(f"--steps must be a positive integer; got {args.steps}")
+    if args.restarts < 1:
+        raise SdpcertError(f"--restarts must be a positive integer; got {args.restarts}")
+    if args.step_size is not None and not (math.isfinite(args.step_size) and args.step_size > 0):
+        raise SdpcertError(f"--step-size must be positive and finite; got {args.step_size}")
+    return {"steps": args.steps, "restarts": args.restarts, "step_size": args.step_size, "seed": args.seed}
+
+
+def _print_attack_table(console: Any, title: str, rows: list[dict], attacks: Sequence[str],
+                        methods: Sequence[str]) -> None:
+    """Title line, table, legend. rows: {"eps", "clean_error", "attacks": {a: {"error"}}, "any_error",
+    ["certified": {method: {"certified_error"}}]}; certified columns only for the given methods."""
+    from rich.table import Table
+
+    names = [_ATTACK_NAMES[a] for a in attacks]
+    legend = (f"clean: misclassified; {'/'.join(names)}: misclassified after the attack (a lower bound on the robust "
+              f"error)")
+    with_any = len(attacks) > 1
+    if with_any:
+        legend += "; any: fooled by at least one attack"
+    if methods:
+        legend += "; certified error: not proven robust (an upper bound on the robust error)"
+    table = Table()
+    table.add_column("eps", justify="right")
+    table.add_column("\nclean\nerror %", justify="right")
+    for name in names:
+        table.add_column(f"\n{name}\nerror %", justify="right")
+    if with_any:
+        table.add_column("\nany\nerror %", justify="right")
+    for method in methods:
+        table.add_column(f"{method}\ncertified\nerror %", justify="right")
+    for row in rows:
+        cells = [f"{row['eps']:g}", _pct(row["clean_error"])]
+        cells += [_pct(row["attacks"][a]["error"]) for a in attacks]
+        if with_any:
+            cells.append(_pct(row["any_error"]))
+        cells += [_pct(row["certified"][m]["certified_error"]) for m in methods]
+        table.add_row(*cells)
+    console.print(title, highlight=False, soft_wrap=True, markup=False)
+    width = console.width
+    try:  # natural width (up to 160): no truncated headers with all columns on an 80-column terminal or pipe
+        console.width = max(width, 160)
+        console.print(table)
+    finally:
+        console.width = width
+    console.print(legend, highlight=False, soft_wrap=True, markup=False)
+
+
+def _cmd_attack(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .attacks import ATTACKS
+    from .certify import Certifier, check_eps, methods_for
+    from .network import TwoLayerNet
+
+    out, err = _consoles()
+    t_start = time.perf_counter()
+    eps_values = [check_eps(e) for e in args.eps]
+    attacks = _attack_list(args.methods)
+    settings = _attack_settings(args)
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None and not json_path.parent.is_dir():
+        raise SdpcertError(f"cannot write --json {json_path}: folder {json_path.parent} does not exist")
+
+    t0 = time.perf_counter()
+    net = TwoLayerNet.load(args.model)
+    X, y, source = _load_data(args, err)
+    t_load = time.perf_counter() - t0
+    if X.shape[1] != net.d:
+        raise ShapeError(f"model {args.model} takes d = {net.d} inputs, but the data ({source}) has "
+                         f"{X.shape[1]} features per example")
+    if len(y) == 0:
+        raise SdpcertError(f"no examples to attack ({source}); use --limit 1 or more")
+    n = int(len(y))
+    err.print(f"model {args.model}: {net!r}, fingerprint {net.fingerprint()[:16]}; data: {source}, n = {n}",
+              highlight=False, soft_wrap=True, markup=False)
+
+    options = {"fgsm": {}, "pgd": dict(settings), "cw": dict(settings)}
+    clean_wrong = np.argmax(net.forward(X), axis=1) != y
+    fooled: dict[tuple[float, str], np.ndarray] = {}
+    t_attack = {a: 0.0 for a in attacks}
+    with _Bars(err) as bars:
+        for a in attacks:
+            bars.update(_ATTACK_NAMES[a], 0, len(eps_values))
+        for i, eps in enumerate(eps_values):
+            for a in attacks:
+                t0 = time.perf_counter()
+                fooled[(eps, a)] = ATTACKS[a](net, X, y, eps, **options[a])[1]
+                t_attack[a] += time.perf_counter() - t0
+                bars.update(_ATTACK_NAMES[a], i + 1, len(eps_values))
+
+    methods: list[str] = []
+    certs: dict = {}
+    pairs = None
+    t_pairs = t_certify = 0.0
+    if args.check_certificates:
+        methods = list(methods_for(net))
+        certifier = Certifier(net)
+        if "sdp" in methods:
+            t0 = time.perf_counter()
+            with _Bars(err) as bars:
+                pairs = certifier.pair_bounds(progress=lambda done, total: bars.update("pair SDPs", done, total))
+            t_pairs = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        certs = certifier.certify_grid(X, y, eps_values, methods)
+        t_certify = time.perf_counter() - t0
+
+    rows = []
+    broken_total = 0
+    for eps in eps_values:
+        any_fooled = np.logical_or.reduce([fooled[(eps, a)] for a in attacks])
+        row: dict[str, Any] = {
+            "eps": eps,
+            "n": n,
+            "clean_error": float(clean_wrong.mean()),
+            "clean_wrong": int(clean_wrong.sum()),
+            "attacks": {a: {"error": float(fooled[(eps, a)].mean()), "fooled": int(fooled[(eps, a)].sum())}
+                        for a in attacks},
+            "any_error": float(any_fooled.mean()),
+            "any_fooled": int(any_fooled.sum()),
+        }
+        if methods:
+            row["certified"] = {}
+            for m in methods:
+                result = certs[(eps, m)]
+                broken = np.flatnonzero(result.certified & any_fooled)
+                broken_by = {a: int((result.certified & fooled[(eps, a)]).sum()) for a in attacks}
+                row["certified"][m] = {"certified_error": result.certified_error,
+                                       "certified": int(result.certified.sum()),
+                                       "broken": int(len(broken)), "broken_by": broken_by,
+                                       "broken_indices": [int(i) for i in broken[:100]]}
+                broken_total += int(len(broken))
+        rows.append(row)
+
+    attack_names = ", ".join(_ATTACK_NAMES[a] for a in attacks)
+    attack_desc = attack_names
+    if set(attacks) & {"pgd", "cw"}:
+        step = "2.5 eps / steps" if settings["step_size"] is None else f"{settings['step_size']:g}"
+        attack_desc += (f" ({settings['steps']} steps, {settings['restarts']} restart"
+                        f"{'s' if settings['restarts'] != 1 else ''}, step size {step}, seed {settings['seed']})")
+    _print_attack_table(out, f"{args.model} on {source} (n = {n}); attacks: {attack_desc}", rows, attacks, methods)
+    lines = [f"load {t_load:.2f} s"] + [f"{_ATTACK_NAMES[a]} {t_attack[a]:.2f} s" for a in attacks]
+    if pairs is not None:
+        lines.append(f"pair SDPs {t_pairs:.2f} s ({len(pairs.pairs)} pairs)")
+    if methods:
+        lines.append(f"certify {t_certify:.2f} s")
+    t_total = time.perf_counter() - t_start
+    out.print("timings: " + "; ".join(lines), highlight=False, soft_wrap=True, markup=False)
+
+    if json_path is not None:
+        report: dict[str, Any] = {
+            "model": {"path": str(args.model), "fingerprint": net.fingerprint(), "d": net.d, "m": net.m, "k": net.k,
+                      "activation": net.activation},
+            "data": {"source": source, "split": args.split, "n": n},
+            "eps": eps_values if len(eps_values) > 1 else eps_values[0],
+            "n": n,
+            "attacks": list(attacks),
+            "settings": {**settings, "step_size_used": {
+                f"{eps:g}": (2.5 * eps / settings["steps"] if settings["step_size"] is None else settings["step_size"])
+                for eps in eps_values}, "fgsm": "one signed-gradient step of size eps"},
+            "check_certificates": bool(args.check_certificates),
+            "results": rows,
+            "timings": {"load": t_load, "attacks": t_attack, "pair_sdp": t_pairs, "certify": t_certify,
+                        "total": t_total},
+        }
+        if methods:
+            report["certification_methods"] = methods
+            report["broken_total"] = broken_total
+        json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        err.print(f"wrote {json_path}", highlight=False, soft_wrap=True, markup=False)
+
+    if not methods:
+        return EXIT_OK
+    if broken_total:
+        for row in rows:
+            for m, c in row["certified"].items():
+                if c["broken"]:
+                    err.print(f"[bold red]UNSOUND: eps {row['eps']:g}, {m}: {c['broken']} certified point(s) broken "
+                              f"by {attack_names}, indices {c['broken_indices'][:20]}[/bold red]")
+        out.print(f"[bold red]{broken_total} certified points broken by {attack_names}: a certificate "
+                  f"is wrong[/bold red]")
+        return EXIT_UNSOUND
+    out.print(f"0 certified points broken by {attack_desc} (n = {n}, every eps and certification method: "
+              f"{', '.join(methods)})", highlight=False, soft_wrap=True, markup=False)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------- demo
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .certify import METHODS
@@ -376,7 +618,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (code 2), --help / --version (code 0)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
-    handler = {"certify": _cmd_certify, "demo": _cmd_demo, "train": _cmd_train}[args.command]
+    handler = {"certify": _cmd_certify, "attack": _cmd_attack, "demo": _cmd_demo,
+               "train": _cmd_train}[args.command]
     try:
         return handler(args)
     except SdpcertError as exc:
