@@ -379,3 +379,18 @@ def test_lanczos_residual_estimates_without_the_exact_recomputation():
     scale = np.abs(exact["values"]).max()
     assert (np.asarray(fast["residuals"]) <= 1e-10 * scale * 1.0001).all()
     assert (np.asarray(exact["residuals"]) <= 1e-8 * scale).all()
+
+
+def test_float32_matvecs_estimate_the_same_eigenpairs():
+    """float32 products with W (the training path) give the float64 Ritz values to float32 accuracy; a proof never
+    uses them (certified_dual_bounds has no such switch)."""
+    W, V = _net(60, 90, k=3, seed=11)
+    W64, V64 = np.asfortranarray(W.numpy()), V.numpy()
+    pairs = np.array([[0, 1], [2, 1]])
+    cs = np.full((2, 151), 0.01)
+    ref = _core.top_eigenpairs(W64, V64, pairs, cs, tol=1e-10)
+    f32 = _core.top_eigenpairs(W64, V64, pairs, cs, tol=1e-5, float32_matvecs=True, max_iter=400)
+    scale = np.abs(ref["values"]).max()
+    np.testing.assert_allclose(f32["values"], ref["values"], rtol=0, atol=1e-5 * scale)
+    overlap = np.abs(np.sum(np.asarray(f32["vectors"]) * np.asarray(ref["vectors"]), axis=1))
+    assert (overlap > 0.999).all(), overlap

@@ -27,6 +27,7 @@ def top_eigenpairs(
     threads: int = 0,
     dense_fallback: bool = True,
     exact_residuals: bool = True,
+    float32_matvecs: bool = False,
 ) -> dict[str, Any]:
     """Batched Lanczos: values (P,), vectors (P, D), residuals, iterations, status (list of str). Estimates only."""
 
