@@ -77,6 +77,9 @@ inline void normalise_rows(Mat& X, const Mat& fallback) {
 // One pair's state in the batched solver. The driver (solve_pair_sdps) packs every active pair's r columns side by
 // side so that each half-sweep is ONE GEMM with W for all pairs (wide GEMMs run at ~2.5x the speed of r = 8 ones);
 // the per-pair work between the GEMMs is O((m + d) r).
+constexpr double kFullColumnRatio = 1e-2;  // see PairSolver::factor_uses_every_column
+constexpr int kRankCheckSweeps = 20;
+
 class PairSolver {
  public:
   PairSolver(const Mat& W, Vec Vi, Vec Vj, const SdpOptions& opt, const Mat* warm,
@@ -162,6 +165,14 @@ class PairSolver {
       // is above what a 1e-6 gap allows in lambda). Switch to float64 once the proxy gap reaches that noise.
       const double sum_c = c_.sum();
       const double proxy = std::abs(sum_c - lower_) / std::max(std::abs(sum_c), 1e-300);
+      if (sweep_ >= next_rank_check_ && r_ < max_rank_) {
+        next_rank_check_ = sweep_ + kRankCheckSweeps;
+        if (factor_uses_every_column()) {
+          grow_rank(1.0);
+          prev_check_lower_ = -std::numeric_limits<double>::infinity();
+          if (!last) return false;
+        }
+      }
       if (proxy <= 2e-8 || sweep_ >= opt_.max_sweeps / 2 || (lower_ - prev_check_lower_) <= 1e-7 * std::abs(lower_))
         low_precision_ = false;
       prev_check_lower_ = lower_;
@@ -208,20 +219,38 @@ class PairSolver {
     next_proof_sweep_ = sweep_ + std::max(opt_.check_every, sweep_ / 4);
     const double excess = lb.certified ? static_cast<double>(D_) * lb.bound : std::numeric_limits<double>::infinity();
     if (stalled_ && proxy_gap_ <= 1e-4 * opt_.rel_tol && excess > 100.0 * budget && r_ < max_rank_) {
-      // Rank-deficient stall: grow the factor with small random columns.
-      const int r_new = std::min(2 * r_, max_rank_);
-      Mat U1g(1 + m_, r_new), U2g(d_, r_new);
-      U1g.leftCols(r_) = U1_;
-      U1g.rightCols(r_new - r_) = 1e-3 * random_rows(1 + m_, r_new - r_);
-      U2g.leftCols(r_) = U2_;
-      U2g.rightCols(r_new - r_) = 1e-3 * random_rows(d_, r_new - r_);
-      detail::normalise_rows(U1g, U1g);
-      detail::normalise_rows(U2g, U2g);
-      U1_.swap(U1g);
-      U2_.swap(U2g);
-      r_ = r_new;
+      grow_rank();  // rank-deficient stall
       next_proof_sweep_ = sweep_ + opt_.check_every;
     }
+  }
+
+  // Does the factor use all r columns? Near an optimum of rank r* < r, U's Gram matrix has r - r* tiny eigenvalues;
+  // when even its smallest is not small (here: 1e-2 of the largest) the solution wants more rank than r.
+  // Measured at sweep 20, rank 8: a cross-entropy net's 45 pairs have ratios 1e-5 (they finish at rank 8 in ~50
+  // sweeps), an SDP-trained net's 2e-4 .. 0.11, median 0.04: their optima have high rank (the duals' top eigenvalues
+  // cluster), and at rank 8 they needed ~300 sweeps per pair before the stall rule in prove() grew the rank. Checked
+  // every kRankCheckSweeps sweeps of the float32 phase, from the second check on.
+  bool factor_uses_every_column() const {
+    const Mat gram = U1_.transpose() * U1_ + U2_.transpose() * U2_;
+    Eigen::SelfAdjointEigenSolver<Mat> es(gram, Eigen::EigenvaluesOnly);
+    return es.eigenvalues()(0) > kFullColumnRatio * es.eigenvalues()(r_ - 1);
+  }
+
+  // Doubles the rank (up to max_rank) with random columns of size `scale` relative to the old ones (rows are then
+  // renormalised). Small (1e-3): the value <M, UU^T> barely moves, for a stall near the optimum. Full size (1):
+  // early in the solve; measured on an SDP-trained net, tiny new columns needed 2-3x the sweeps of full ones.
+  void grow_rank(double scale = 1e-3) {
+    const int r_new = std::min(2 * r_, max_rank_);
+    Mat U1g(1 + m_, r_new), U2g(d_, r_new);
+    U1g.leftCols(r_) = U1_;
+    U1g.rightCols(r_new - r_) = scale * random_rows(1 + m_, r_new - r_);
+    U2g.leftCols(r_) = U2_;
+    U2g.rightCols(r_new - r_) = scale * random_rows(d_, r_new - r_);
+    detail::normalise_rows(U1g, U1g);
+    detail::normalise_rows(U2g, U2g);
+    U1_.swap(U1g);
+    U2_.swap(U2g);
+    r_ = r_new;
   }
 
   void finish() {
@@ -270,7 +299,7 @@ class PairSolver {
   double prev_check_lower_ = -std::numeric_limits<double>::infinity();
   double proxy_gap_ = 1.0;
   bool stalled_ = false, done_ = false, low_precision_ = false;
-  int sweep_ = 0, next_proof_sweep_ = 0;
+  int sweep_ = 0, next_proof_sweep_ = 0, next_rank_check_ = kRankCheckSweeps;
   SdpResult res_;
 };
 
