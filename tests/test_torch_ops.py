@@ -394,3 +394,13 @@ def test_float32_matvecs_estimate_the_same_eigenpairs():
     np.testing.assert_allclose(f32["values"], ref["values"], rtol=0, atol=1e-5 * scale)
     overlap = np.abs(np.sum(np.asarray(f32["vectors"]) * np.asarray(ref["vectors"]), axis=1))
     assert (overlap > 0.999).all(), overlap
+
+
+def test_public_module_name():
+    """``sdpcert.torch`` is the public name of the torch side; it does not shadow the real torch package."""
+    import importlib
+
+    sct = importlib.import_module("sdpcert.torch")
+    for name in sct.__all__:
+        assert getattr(sct, name) is getattr(importlib.import_module("sdpcert.torch_ops"), name)
+    assert importlib.import_module("torch").__file__ != sct.__file__

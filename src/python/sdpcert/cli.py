@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("certify", help="certify a saved model (.npz) on MNIST at an l_inf radius",
                           description="Certify a saved TwoLayerNet (.npz) on MNIST: clean error and certified error "
                                       "of the SDP, spectral, Frobenius and LP (Wong-Kolter) bounds.")
-    cert.add_argument("model", help="model file written by TwoLayerNet.save (.npz)")
+    cert.add_argument("model", help="model file written by TwoLayerNet.save (.npz), or a packaged model's name "
+                                    "(sdp-nn: the SDP-NN of the paper's recipe)")
     cert.add_argument("--eps", type=_float_list, required=True,
                       help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
     cert.add_argument("--data", metavar="DIR", default=None,
@@ -110,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "--check-certificates, also certify the same points with every bound that "
                                      "applies and check that no attack broke a certified point (exit code 3 if one "
                                      "did).")
-    att.add_argument("model", help="model file written by TwoLayerNet.save (.npz)")
+    att.add_argument("model", help="model file written by TwoLayerNet.save (.npz), or a packaged model's name "
+                                   "(sdp-nn)")
     att.add_argument("--eps", type=_float_list, required=True,
                      help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
     att.add_argument("--methods", metavar="ATTACKS", default="fgsm,pgd,cw",
@@ -261,7 +263,7 @@ def _load_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, str]:
 
 def _cmd_certify(args: argparse.Namespace) -> int:
     from .certify import Certifier, check_eps, methods_for
-    from .network import TwoLayerNet
+    from .pretrained import load_model
 
     out, err = _consoles()
     eps_values = [check_eps(e) for e in args.eps]
@@ -270,7 +272,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
         raise SdpcertError(f"cannot write --json {json_path}: folder {json_path.parent} does not exist")
 
     t0 = time.perf_counter()
-    net = TwoLayerNet.load(args.model)
+    net = load_model(args.model)
     certifier = Certifier(net, rel_tol=args.rel_tol)
     X, y, source = _load_data(args, err)
     t_load = time.perf_counter() - t0
@@ -404,7 +406,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 
     from .attacks import ATTACKS
     from .certify import Certifier, check_eps, methods_for
-    from .network import TwoLayerNet
+    from .pretrained import load_model
 
     out, err = _consoles()
     t_start = time.perf_counter()
@@ -416,7 +418,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         raise SdpcertError(f"cannot write --json {json_path}: folder {json_path.parent} does not exist")
 
     t0 = time.perf_counter()
-    net = TwoLayerNet.load(args.model)
+    net = load_model(args.model)
     X, y, source = _load_data(args, err)
     t_load = time.perf_counter() - t0
     if X.shape[1] != net.d:

@@ -348,10 +348,13 @@ class TwoLayerNet:
         return nn.Sequential(first, activation_module, second)
 
     # ------------------------------------------------------------------------------------------- files
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, compact: bool = False) -> Path:
         """Write the model to ``path`` as an uncompressed ``.npz`` (no pickles); returns the path.
 
         The exact name is kept (no ``.npz`` is appended) and the write is atomic (temp file + rename).
+        ``compact=True`` (for models shipped as package data) stores the weights as float32 in a compressed archive,
+        half the size; it is refused unless every weight is exactly a float32 (e.g. a net trained in float32), so
+        the file loads back to the identical network with the same fingerprint.
 
         >>> import tempfile, pathlib
         >>> net = TwoLayerNet([[1.0]], [0.0], [[1.0], [3.0]], [0.0, 0.0])
@@ -360,12 +363,21 @@ class TwoLayerNet:
         True
         """
         path = Path(path)
+        weights = {"W": self._W, "b": self._b, "V": self._V, "b2": self._b2}
+        writer = np.savez
+        if compact:
+            single = {key: value.astype(np.float32) for key, value in weights.items()}
+            inexact = [key for key, value in weights.items() if not np.array_equal(single[key], value)]
+            if inexact:
+                raise SdpcertError(f"compact=True stores float32 weights, but {inexact} are not exactly float32 "
+                                   f"values: the saved model would differ; save it with compact=False")
+            weights, writer = single, np.savez_compressed
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(
+                writer(
                     handle,
-                    W=self._W, b=self._b, V=self._V, b2=self._b2,
+                    **weights,
                     activation=np.array(self._activation),
                     format_version=np.array(MODEL_FORMAT_VERSION),
                 )

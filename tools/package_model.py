@@ -1,0 +1,116 @@
+"""Package a trained network as sdpcert package data, after measuring it and checking its certificates.
+
+    python tools/package_model.py RUN_DIR --name sdp-nn --data ../shared/data/mnist [--eps 0.1]
+
+RUN_DIR is an ``sdpcert train --out`` folder (model.npz, log.json). On the full MNIST test set (10,000 images) at
+``--eps`` it measures the clean error, FGSM / PGD / CW errors (PGD: 40 steps, 5 restarts as in the paper; CW: 100
+steps) and the certified error of the exact pair SDPs (Certifier) and of the LP bound, and counts the certified
+points that any attack breaks. It refuses to package a model with a broken certificate. Then it writes
+
+    src/python/sdpcert/_data/models/NAME.npz   the weights, float32 (exact: the net was trained in float32)
+    src/python/sdpcert/_data/models/NAME.json  how it was trained (command, config, epochs, commit) and every number
+                                               measured here
+
+so that ``sdpcert.pretrained.pretrained_info(NAME)`` and the docs quote numbers produced by code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    import torch
+
+    import sdpcert
+    from sdpcert import Certifier, TwoLayerNet, load_mnist
+    from sdpcert.attacks import evaluate_attacks
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--data", required=True, help="folder with the MNIST IDX files")
+    parser.add_argument("--eps", type=float, default=0.1)
+    parser.add_argument("--restarts", type=int, default=5, help="PGD restarts (paper: 5)")
+    parser.add_argument("--limit", type=int, default=None, help="first N test images only (quick checks)")
+    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "src/python/sdpcert/_data/models")
+    parser.add_argument("--command", default=None, help="the training command, as run (for the record)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+
+    net = TwoLayerNet.load(args.run_dir / "model.npz")
+    log = json.loads((args.run_dir / "log.json").read_text())
+    X, y = load_mnist("test", folder=args.data, limit=args.limit)
+    t0 = time.perf_counter()
+    certifier = Certifier(net)
+    pairs = certifier.pair_bounds()
+    t_pairs = time.perf_counter() - t0
+    certs = certifier.certify_grid(X, y, [args.eps], ["sdp", "lp"])
+    t1 = time.perf_counter()
+    attacks = evaluate_attacks(net, X, y, args.eps, options={"pgd": {"steps": 40, "restarts": args.restarts},
+                                                             "cw": {"steps": 100}})
+    t_attacks = time.perf_counter() - t1
+    broken = {m: int((certs[(args.eps, m)].certified & attacks["any_fooled"]).sum()) for m in ("sdp", "lp")}
+    evaluation = {
+        "eps": args.eps, "n": int(len(y)), "data": "MNIST test" + (f", first {args.limit}" if args.limit else ""),
+        "clean_error": attacks["clean_error"],
+        "attack_errors": attacks["errors"], "any_attack_error": attacks["error"],
+        "attacks": {"fgsm": {}, "pgd": {"steps": 40, "restarts": args.restarts, "loss": "ce"},
+                    "cw": {"steps": 100, "loss": "margin"}},
+        "certified_error": {m: certs[(args.eps, m)].certified_error for m in ("sdp", "lp")},
+        "certified_points_broken": broken,
+        "pair_sdp": {"max_relative_gap": float(np.nanmax(pairs.relative_gap[np.triu_indices(net.k, 1)])),
+                     "seconds": t_pairs},
+        "attack_seconds": t_attacks,
+    }
+    print(json.dumps(evaluation, indent=2))
+    if any(broken.values()):
+        print(f"REFUSED: certified points broken by an attack: {broken}", file=sys.stderr)
+        return 3
+    config = dict(log["config"])
+    # Only names, no machine paths, in files that ship: the data folder and the run folder by their last parts.
+    for key in ("data", "out_dir"):
+        if config.get(key):
+            config[key] = Path(config[key]).name
+    epochs = log["epochs"]
+    info = {
+        "name": args.name,
+        "architecture": f"{net.d}-{net.m}-{net.k} {net.activation}",
+        "fingerprint": net.fingerprint(),
+        "trained_with": {"command": args.command, "config": config, "epochs_run": len(epochs),
+                         "final_epoch": {k: v for k, v in epochs[-1].items() if not isinstance(v, (list, dict))},
+                         "train_seconds_total": float(sum(e["seconds"] for e in epochs))},
+        "evaluation": evaluation,
+        "packaged": {"sdpcert_version": sdpcert.__version__, "commit": git_commit(),
+                     "date": datetime.date.today().isoformat()},
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    net.save(args.out_dir / f"{args.name}.npz", compact=True)
+    (args.out_dir / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n")
+    again = TwoLayerNet.load(args.out_dir / f"{args.name}.npz")
+    assert again.fingerprint() == net.fingerprint(), "the packaged weights differ from the trained ones"
+    print(f"wrote {args.out_dir / (args.name + '.npz')} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
