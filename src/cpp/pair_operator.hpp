@@ -10,6 +10,7 @@
 #pragma once
 
 #include <optional>
+#include <stdexcept>
 
 #include "common.hpp"
 #include "parallel.hpp"
@@ -21,14 +22,23 @@ class PairOperator {
   // W: m x d (hidden x input), a view (a Python caller's float64 Fortran-ordered array is used in place: copying
   // 3 MB per call was a measurable part of a training step). vs: m x P, column p = V_i - V_j of pair p. cs: D x P
   // diagonal shifts (may be empty: then the operator is M itself).
-  PairOperator(Eigen::Ref<const Mat> W, const Mat& vs, const Mat& cs) : W_(W), vs_(vs), cs_(cs) {}
+  PairOperator(Eigen::Ref<const Mat> W, const Mat& vs, const Mat& cs)
+      : W_(W), vs_(vs), cs_(cs), m_(W.rows()), d_(W.cols()) {}
 
-  // Estimates only (training): the two GEMMs of perform_op then run in float32 with this copy of W -- half the
-  // memory traffic and twice the SIMD width -- while everything else stays float64. Never used by proofs.
-  void use_float32_products(const MatF& Wf) { Wf_.emplace(Wf); }
+  // An operator with float32 products only (see use_float32_products): no float64 W exists, so dense() is
+  // unavailable (callers use it with dense_fallback off and D >= dense_below).
+  PairOperator(Index m, Index d, const Mat& vs, const Mat& cs) : W_(empty()), vs_(vs), cs_(cs), m_(m), d_(d) {}
 
-  Index m() const { return W_.rows(); }
-  Index d() const { return W_.cols(); }
+  // Estimates only (training): the two GEMMs of perform_op then run in float32 with this W -- half the memory
+  // traffic and twice the SIMD width -- while everything else stays float64. Never used by proofs.
+  // transposed: Wf is W^T (d x m), which is how a C-ordered (m, d) float32 array from torch maps without a copy.
+  void use_float32_products(Eigen::Ref<const MatF> Wf, bool transposed = false) {
+    Wf_.emplace(Wf);
+    wf_transposed_ = transposed;
+  }
+
+  Index m() const { return m_; }
+  Index d() const { return d_; }
   Index rows() const { return pair_dim(m(), d()); }
   Index pairs() const { return vs_.cols(); }
 
@@ -44,8 +54,12 @@ class PairOperator {
     if (Wf_) {
       const MatF Xt = X.bottomRows(dd).template cast<float>();
       MatF Wytf(mm, n);
-      run_two(threads, [&] { Wytf.topRows(h).noalias() = Wf_->topRows(h) * Xt; },
-              [&] { Wytf.bottomRows(mm - h).noalias() = Wf_->bottomRows(mm - h) * Xt; });
+      if (wf_transposed_)
+        run_two(threads, [&] { Wytf.topRows(h).noalias() = Wf_->leftCols(h).transpose() * Xt; },
+                [&] { Wytf.bottomRows(mm - h).noalias() = Wf_->rightCols(mm - h).transpose() * Xt; });
+      else
+        run_two(threads, [&] { Wytf.topRows(h).noalias() = Wf_->topRows(h) * Xt; },
+                [&] { Wytf.bottomRows(mm - h).noalias() = Wf_->bottomRows(mm - h) * Xt; });
       Wyt = Wytf.template cast<double>();
     } else {
       const Mat Xt = X.bottomRows(dd);
@@ -63,8 +77,12 @@ class PairOperator {
     if (Wf_) {
       const MatF Tf = T.template cast<float>();
       MatF Ytf(dd, n);
-      run_two(threads, [&] { Ytf.topRows(hd).noalias() = Wf_->leftCols(hd).transpose() * Tf; },
-              [&] { Ytf.bottomRows(dd - hd).noalias() = Wf_->rightCols(dd - hd).transpose() * Tf; });
+      if (wf_transposed_)
+        run_two(threads, [&] { Ytf.topRows(hd).noalias() = Wf_->topRows(hd) * Tf; },
+                [&] { Ytf.bottomRows(dd - hd).noalias() = Wf_->bottomRows(dd - hd) * Tf; });
+      else
+        run_two(threads, [&] { Ytf.topRows(hd).noalias() = Wf_->leftCols(hd).transpose() * Tf; },
+                [&] { Ytf.bottomRows(dd - hd).noalias() = Wf_->rightCols(dd - hd).transpose() * Tf; });
       Y.bottomRows(dd) = Ytf.template cast<double>();
     } else {
       run_two(threads, [&] { Y.middleRows(1 + mm, hd).noalias() = W_.leftCols(hd).transpose() * T; },
@@ -77,6 +95,7 @@ class PairOperator {
 
   // Dense M_p - diag(c_p), for tests and the small-problem fallback.
   Mat dense(Index p) const {
+    if (W_.size() == 0) throw std::logic_error("PairOperator::dense needs the float64 W");
     const Index mm = m(), dd = d(), D = rows();
     Mat M = Mat::Zero(D, D);
     const auto v = vs_.col(p);
@@ -98,7 +117,14 @@ class PairOperator {
   const Eigen::Ref<const Mat> W_;
   const Mat& vs_;
   const Mat& cs_;
+  Index m_ = 0, d_ = 0;
   std::optional<Eigen::Ref<const MatF>> Wf_;
+  bool wf_transposed_ = false;
+
+  static const Mat& empty() {
+    static const Mat none;
+    return none;
+  }
 };
 
 }  // namespace sdpcert

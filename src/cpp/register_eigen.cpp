@@ -7,6 +7,7 @@
 #include "certify_bound.hpp"
 #include "binding_args.hpp"
 #include "lanczos.hpp"
+#include "penalty_gradient.hpp"
 #include "parallel.hpp"
 
 namespace py = pybind11;
@@ -105,6 +106,60 @@ py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const py::arr
   return out;
 }
 
+// W: float32 (m, d) C-ordered (a torch CPU tensor's .numpy()), read in place as W^T; V float32 or float64 (k, m).
+py::dict pair_penalty_step_py(const py::array_t<float, py::array::c_style | py::array::forcecast>& W_in,
+                              const RowMat& V, const py::array& pairs_in, const RowMat& cs, const Vec& g,
+                              std::optional<RowMat> start, double tol, int max_iter, uint64_t seed) {
+  require(W_in.ndim() == 2, "W must be a 2-D array (m, d)");
+  const Index m = W_in.shape(0), d = W_in.shape(1);
+  require(m >= 1 && d >= 1, "W must have shape (m, d) with m, d >= 1; got " + shape_str(m, d));
+  const Eigen::Map<const MatF> WT(W_in.data(), d, m);
+  require(WT.allFinite(), "W holds NaN/inf entries");
+  require(V.cols() == m, "V must have shape (k, m) with m = W.shape[0] = " + std::to_string(m) + "; got " +
+                             shape_str(V.rows(), V.cols()));
+  require_finite(V, "V");
+  const Pairs pairs = to_pairs(pairs_in, V.rows());
+  const Index D = pair_dim(m, d), P = pairs.rows();
+  require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
+  require_finite(cs, "cs");
+  require(g.size() == P, "g must have one weight per pair");
+  require_finite(g, "g");
+  require(max_iter >= 1, "max_iter must be >= 1");
+  require(tol > 0 && std::isfinite(tol), "tol must be positive and finite");
+  Mat startT;
+  if (start) {
+    require(start->rows() == P && start->cols() == D, "start must have shape " + shape_str(P, D));
+    require_finite(*start, "start");
+    startT = start->transpose();
+  }
+  const Mat vs = pair_differences(V, pairs), csT = cs.transpose();
+  PenaltyStep step;
+  {
+    py::gil_scoped_release release;
+    LanczosOptions opt;
+    opt.tol = tol;
+    opt.max_iter = max_iter;
+    opt.seed = seed;
+    opt.threads = 1;
+    opt.dense_fallback = false;
+    opt.exact_residuals = false;
+    step = penalty_step(WT, vs, pairs, V.rows(), csT, g, opt, start ? &startT : nullptr);
+  }
+  py::list status;
+  for (auto s : step.eig.status) status.append(eig_status_name(s));
+  py::dict out;
+  out["values"] = step.eig.values;
+  out["vectors"] = RowMat(step.eig.vectors.transpose());
+  out["residuals"] = step.eig.residuals;
+  out["iterations"] = step.eig.iterations;
+  out["status"] = status;
+  out["value"] = step.value;
+  out["dW"] = std::move(step.dW);
+  out["dV"] = std::move(step.dV);
+  out["dc"] = std::move(step.dc);
+  return out;
+}
+
 double spectral_norm_upper_bound_py(const Mat& W, double estimate) {
   require(W.rows() >= 1 && W.cols() >= 1, "W must be non-empty");
   require_finite(W, "W");
@@ -124,6 +179,13 @@ void register_eigen(py::module_& m) {
         "estimates, not bounds). dense_fallback=False returns the last Ritz pair as 'not_converged' instead of a dense "
         "solve (training: bounded cost); exact_residuals=False reports Lanczos residual estimates and skips one batched "
         "matvec; float32_matvecs=True runs the products with W in float32 (estimates for training, ~2x faster). W is read in place when it is a float64 Fortran-ordered array. Returns dict(values, vectors (P, D), residuals, iterations, status).");
+  m.def("pair_penalty_step", &pair_penalty_step_py, py::arg("W"), py::arg("V"), py::arg("pairs"), py::arg("cs"),
+        py::arg("g"), py::arg("start") = py::none(), py::arg("tol") = 1e-6, py::arg("max_iter") = 8,
+        py::arg("seed") = 0,
+        "One SDP-NN training step's penalty sum_p g_p (D max(lambda_p, 0) + sum max(c_p, 0)) and its gradients "
+        "(dW float32 (m, d), dV (k, m), dc (P, D)) from a warm-started Lanczos with float32 products (one thread, "
+        "no dense fallback), all without the GIL. W: float32 (m, d). ESTIMATES for training, not bounds. Returns "
+        "dict(values, vectors, residuals, iterations, status, value, dW, dV, dc).");
   m.def("lambda_max_upper_bounds", &lambda_max_upper_bounds_py, py::arg("W"), py::arg("V"), py::arg("pairs"),
         py::arg("cs"), py::arg("threads") = 0,
         "Proven upper bounds on lambda_max(M - diag c) per pair (float64, rigorous under rounding), and a proven upper "

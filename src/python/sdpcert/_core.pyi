@@ -31,6 +31,19 @@ def top_eigenpairs(
 ) -> dict[str, Any]:
     """Batched Lanczos: values (P,), vectors (P, D), residuals, iterations, status (list of str). Estimates only."""
 
+def pair_penalty_step(
+    W: npt.ArrayLike,
+    V: npt.ArrayLike,
+    pairs: npt.ArrayLike,
+    cs: npt.ArrayLike,
+    g: npt.ArrayLike,
+    start: Optional[npt.ArrayLike] = None,
+    tol: float = 1e-6,
+    max_iter: int = 8,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One training step's penalty value and gradients (dW float32 (m, d), dV, dc), GIL released. Estimates."""
+
 def lambda_max_upper_bounds(
     W: npt.ArrayLike, V: npt.ArrayLike, pairs: npt.ArrayLike, cs: npt.ArrayLike, threads: int = 0
 ) -> dict[str, np.ndarray]:

@@ -300,36 +300,49 @@ def _eigen_worker() -> concurrent.futures.ThreadPoolExecutor:
 # The autograd op
 # ----------------------------------------------------------------------------------------------------------------
 
+def _penalty_values(c: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    D = c.shape[1]
+    return D * torch.clamp(lam, min=0.0) + torch.clamp(c, min=0.0).sum(dim=1)
+
+
+def _penalty_gradients(W: torch.Tensor, V: torch.Tensor, c: torch.Tensor, pairs_idx: torch.Tensor,
+                       lam: torch.Tensor, u: torch.Tensor, g: torch.Tensor,
+                       needs: tuple[bool, bool, bool] = (True, True, True)) -> tuple:
+    """(dW, dV, dc) of ``sum_p g_p * penalty_p`` (module docstring); None where ``needs`` says not wanted. The
+    autograd backward and the training step's off-thread path (``DualCertificateRegularizer.value_and_grads``)
+    both use this one function."""
+    m, d = W.shape
+    D = 1 + m + d
+    i_idx, j_idx = pairs_idx[:, 0], pairs_idx[:, 1]
+    scale = g * D * (lam > 0).to(g.dtype)  # (P,)
+    u0 = u[:, :1]
+    us = u[:, 1:1 + m]
+    ut = u[:, 1 + m:].contiguous()
+    a2 = (u0 + us) * (2.0 * scale)[:, None]  # (P, m); the factor 2 and the scale ride on the small factor
+    dW = dV = dc = None
+    if needs[0]:
+        vs = V[i_idx] - V[j_idx]  # (P, m)
+        dW = (vs * a2).t() @ ut  # (m, d)
+    if needs[1]:
+        dv = (ut @ W.t()) * a2  # (P, m)
+        dV = torch.zeros_like(V).index_add_(0, i_idx, dv).index_add_(0, j_idx, -dv)
+    if needs[2]:
+        dc = -(u * u) * scale[:, None] + g[:, None] * (c > 0).to(g.dtype)
+    return dW, dV, dc
+
+
 class _PairDualPenalty(torch.autograd.Function):
     @staticmethod
     def forward(ctx, W, V, c, pairs_idx, lam, u):  # noqa: D401 - autograd signature
         # lam (P,), u (P, D) are the precomputed top eigenpairs (no gradient through them; the backward is analytic).
-        D = c.shape[1]
-        value = D * torch.clamp(lam, min=0.0) + torch.clamp(c, min=0.0).sum(dim=1)
         ctx.save_for_backward(W, V, c, pairs_idx, lam, u)
-        return value
+        return _penalty_values(c, lam)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         W, V, c, pairs_idx, lam, u = ctx.saved_tensors
-        m, d = W.shape
-        D = 1 + m + d
-        i_idx, j_idx = pairs_idx[:, 0], pairs_idx[:, 1]
-        scale = g * D * (lam > 0).to(g.dtype)  # (P,)
-        u0 = u[:, :1]
-        us = u[:, 1:1 + m]
-        ut = u[:, 1 + m:].contiguous()
-        a2 = (u0 + us) * (2.0 * scale)[:, None]  # (P, m); the factor 2 and the scale ride on the small factor
-        dW = dV = dc = None
-        if ctx.needs_input_grad[0]:
-            vs = V[i_idx] - V[j_idx]  # (P, m)
-            dW = (vs * a2).t() @ ut  # (m, d)
-        if ctx.needs_input_grad[1]:
-            dv = (ut @ W.t()) * a2  # (P, m)
-            dV = torch.zeros_like(V).index_add_(0, i_idx, dv).index_add_(0, j_idx, -dv)
-        if ctx.needs_input_grad[2]:
-            dc = -(u * u) * scale[:, None] + g[:, None] * (c > 0).to(g.dtype)
+        dW, dV, dc = _penalty_gradients(W, V, c, pairs_idx, lam, u, g, tuple(ctx.needs_input_grad[:3]))
         return dW, dV, dc, None, None, None
 
 
@@ -528,6 +541,66 @@ class DualCertificateRegularizer(torch.nn.Module):
             return done
         # One thread: the other core is torch's while the solve runs.
         return _eigen_worker().submit(self._solve, W, V, rows, 1)
+
+    def value_and_grads(self, W: torch.Tensor, V: torch.Tensor, pairs_subset: Any = None,
+                        threads: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+        """``(value, dW, dV, dc, rows)``: this module's forward value and its gradients w.r.t. W, V and c[rows],
+        without autograd -- the same numbers as ``forward(...).backward()`` (one shared gradient function), for a
+        training step that computes them on a worker thread (:meth:`value_and_grads_async`) and adds them to the
+        .grad fields itself. No graph is built and nothing is written to any .grad here."""
+        self._check_weights(W, V)
+        rows = np.arange(self.num_pairs) if pairs_subset is None else self.rows_for(pairs_subset)
+        if self._fused_step_applies(W):
+            return self._value_and_grads_core(W, V, rows)
+        eig = self._solve(W, V, rows, threads)
+        with torch.no_grad():
+            rows_t = torch.as_tensor(rows, device=self.c.device)
+            c = self.c.detach().index_select(0, rows_t).to(device=W.device, dtype=W.dtype)
+            w = self.pair_weights.index_select(0, rows_t).to(device=W.device, dtype=W.dtype)
+            g = self.weight * w
+            lam, u = eig.values.to(W.device, W.dtype), eig.vectors.to(W.device, W.dtype)
+            pairs_idx = torch.as_tensor(self.pairs[rows], device=W.device)
+            value = (g * _penalty_values(c, lam)).sum()
+            dW, dV, dc = _penalty_gradients(W.detach(), V.detach(), c, pairs_idx, lam, u, g)
+        self.last_info = dict(eig.info)
+        return value, dW, dV, dc, rows
+
+    def _fused_step_applies(self, W: torch.Tensor) -> bool:
+        """The one-call C++ path: core backend, float32 CPU weights, float32 products, no dense fallback."""
+        return (_choose_backend(self.backend, W.device) == "core" and W.dtype == torch.float32
+                and self.float32_matvecs and not self.dense_fallback)
+
+    def _value_and_grads_core(self, W: torch.Tensor, V: torch.Tensor, rows: np.ndarray) -> tuple:
+        # Inputs are gathered with a handful of small ops; everything else is one C++ call without the GIL.
+        pairs = self.pairs[rows]
+        with torch.no_grad():
+            rows_t = torch.as_tensor(rows, device=self.c.device)
+            c64 = self.c.detach().index_select(0, rows_t).to(torch.float64).numpy()
+            g = (self.weight * self.pair_weights.index_select(0, rows_t)).to(torch.float64).numpy()
+            W32 = W.detach().contiguous().numpy()
+            V64 = V.detach().to(torch.float64).numpy()
+        start = self.warm_start.start_for(pairs, self.D)
+        out = _core.pair_penalty_step(W32, V64, pairs, c64, g, start=start, tol=self.tol, max_iter=self.max_iter)
+        info = {"status": list(out["status"]), "iterations": np.asarray(out["iterations"]),
+                "residuals": np.asarray(out["residuals"]), "values": np.asarray(out["values"]), "backend": "core",
+                "pairs": pairs}
+        self.warm_start.update(pairs, np.asarray(out["vectors"]), info)
+        self.last_info = info
+        value = torch.tensor(float(out["value"]), dtype=W.dtype)
+        dW = torch.from_numpy(np.asarray(out["dW"]))
+        dV = torch.from_numpy(np.asarray(out["dV"])).to(V.dtype)
+        dc = torch.from_numpy(np.asarray(out["dc"])).to(self.c.dtype)
+        return value, dW, dV, dc, rows
+
+    def value_and_grads_async(self, W: torch.Tensor, V: torch.Tensor,
+                              pairs_subset: Any = None) -> "concurrent.futures.Future":
+        """:meth:`value_and_grads` on the worker thread (one Lanczos thread: the other core is torch's). W, V, c and
+        the pair weights must not change in place before the result is used."""
+        if _choose_backend(self.backend, W.device) != "core":
+            done: concurrent.futures.Future = concurrent.futures.Future()
+            done.set_result(self.value_and_grads(W, V, pairs_subset))
+            return done
+        return _eigen_worker().submit(self.value_and_grads, W, V, pairs_subset, 1)
 
     def per_pair(self, W: torch.Tensor, V: torch.Tensor, pairs_subset: Any = None,
                  eigenpairs: Any = None) -> tuple[torch.Tensor, np.ndarray]:
