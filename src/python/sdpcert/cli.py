@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--sdp-lambda", type=float, default=0.05, help="penalty weight lambda (default 0.05)")
     tr.add_argument("--sdp-loss-scale", type=float, default=10.0,
                     help="factor on the mean hinge in the sdp objectives (default 10; see DESIGN.md §4)")
-    tr.add_argument("--eig-iters", type=_pos_int, default=3,
-                    help="sdp objectives: warm-started Lanczos matvecs per class pair per step (default 3)")
+    tr.add_argument("--eig-iters", type=_pos_int, default=8,
+                    help="sdp objectives: warm-started Lanczos matvecs per class pair per step (default 8)")
     tr.add_argument("--weight-refresh-every", type=_pos_int, default=20,
                     help="sdp-weighted: refresh the pair weights every N epochs (default 20)")
     tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")

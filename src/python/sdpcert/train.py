@@ -87,7 +87,7 @@ class TrainConfig:
     at_step: float = 0.1
     at_steps: int = 40
     weight_refresh_every: int = 20
-    eig_iters: int = 3  # Lanczos matvecs per pair per step, warm started (sdp objectives; see the module docstring)
+    eig_iters: int = 8  # Lanczos matvecs per pair per step, warm started (sdp objectives; see the module docstring)
     data: Optional[str] = None  # folder with the MNIST IDX files; None: the packaged sample
     limit: Optional[int] = None  # first N training examples
     test_limit: Optional[int] = None  # first N test examples (clean error and dual certificate)
