@@ -225,23 +225,29 @@ def test_demo_short_run_writes_files(capsys, tmp_path):
             assert m["certified"] == round(1000 * (1 - m["certified_error"]))
     # the demo net gets real certificates at the smallest radius
     assert summary["results"][0]["methods"]["sdp"]["certified_error"] < 0.6
-    assert wall < 60
+    # part 2: the packaged SDP-NN, certified and attacked at eps 0.1 on the same images
+    packaged = summary["packaged_sdp_nn"]
+    assert packaged["eps"] == 0.1 and packaged["n"] == 1000 and packaged["broken_total"] == 0
+    assert packaged["clean_error"] <= packaged["pgd_error"] <= packaged["methods"]["sdp"]["certified_error"] < 0.6
+    assert "packaged SDP-NN" in out and "the paper's SDP-NN" in out
+    assert wall < 90
 
 
 def test_demo_is_deterministic(tmp_path):
-    a = run_demo(60, tmp_path / "a", [0.02], seed=3, epochs=2)
-    b = run_demo(60, tmp_path / "b", [0.02], seed=3, epochs=2)
+    a = run_demo(60, tmp_path / "a", [0.02], seed=3, epochs=2, include_packaged=False)
+    b = run_demo(60, tmp_path / "b", [0.02], seed=3, epochs=2, include_packaged=False)
     assert a["training"]["stopped_by"] == "epochs" and a["training"]["epochs"] == 2
     assert a["model"]["fingerprint"] == b["model"]["fingerprint"]
     assert a["results"] == b["results"]
-    c = run_demo(60, tmp_path / "c", [0.02], seed=4, epochs=2)
+    c = run_demo(60, tmp_path / "c", [0.02], seed=4, epochs=2, include_packaged=False)
     assert c["model"]["fingerprint"] != a["model"]["fingerprint"]
 
 
 def test_demo_fails_loudly_when_a_certificate_is_broken(capsys, tmp_path, monkeypatch):
     """Make the SDP bound unsound (growth 0): PGD breaks certified points and the demo must exit non-zero."""
     monkeypatch.setattr(bounds_module, "sdp_growth", lambda net, upper: np.zeros((net.k, net.k)))
-    code, out, err = run(capsys, "demo", "--seconds", "5", "--epochs", "3", "--eps", "0.2", "--out", tmp_path / "x")
+    code, out, err = run(capsys, "demo", "--seconds", "5", "--epochs", "3", "--eps", "0.2", "--out", tmp_path / "x",
+                         "--skip-packaged")
     assert code == 3
     assert "UNSOUND" in err and "sdp" in err
     assert "certified points broken by PGD: a certificate is wrong" in out

@@ -1,6 +1,6 @@
 """The quick-start job behind ``sdpcert demo``: train, certify, attack, in about a minute on a laptop CPU.
 
-Nothing to download: a 784-100-10 ReLU network is trained with torch on the packaged MNIST slice
+Nothing to download. Part 1: a 784-100-10 ReLU network is trained with torch on the packaged MNIST slice
 (``load_mnist_sample``: 2000 training images) with cross-entropy plus a Frobenius-norm penalty
 ``0.05 (||W||_F + ||V||_F)`` (a small version of the paper's Fro-NN, which keeps the certificate non-trivial), then
 certified on the 1000 packaged test images at a few small l_inf radii with the SDP, spectral and Frobenius bounds.
@@ -9,6 +9,9 @@ The certificate is then checked against an attack: a 20-step PGD (random start, 
 onto the eps-ball and [0, 1]) runs on every test image, and any certified image that PGD misclassifies is a broken
 certificate. ``run_demo`` reports the count (``broken_total``); ``sdpcert demo`` prints it and exits non-zero when
 it is not 0.
+
+Part 2: the SDP-NN that ships with the package (``sdpcert.pretrained``, trained with the paper's recipe at eps 0.1)
+is certified and attacked the same way at eps 0.1 on the same images: what training for the certificate buys.
 
 Determinism: the seed fixes the initial weights, the minibatch order, the PGD starts and the SDP solver; training
 runs on one torch thread so that float reductions have a fixed order. Training stops after ``epochs`` epochs or at
@@ -33,7 +36,10 @@ from .data import load_mnist_sample
 from .errors import SdpcertError
 from .network import TwoLayerNet
 
-__all__ = ["run_demo", "pgd_attack", "DEFAULT_EPS"]
+__all__ = ["run_demo", "pgd_attack", "DEFAULT_EPS", "PACKAGED_EPS"]
+
+#: Radius at which the packaged SDP-NN (trained at 0.1) is certified and attacked.
+PACKAGED_EPS = 0.1
 
 #: Radii the demo certifies at (the demo net is trained in a minute on 2000 images; eps = 0.1 needs SDP training).
 DEFAULT_EPS = (0.01, 0.02, 0.05)
@@ -53,6 +59,36 @@ def pgd_attack(net: TwoLayerNet, X: np.ndarray, y: np.ndarray, eps: float, steps
     X_adv, fooled = attacks.pgd(net if model is None else model, X, y, eps, steps=steps, restarts=1,
                                 random_start=True, loss="margin", seed=seed)
     return fooled, X_adv
+
+
+def _packaged_sdp_nn(X: np.ndarray, y: np.ndarray, rel_tol: float, seed: int, pgd_steps: int,
+                     progress: Optional[ProgressFn], say: LogFn) -> dict:
+    """The second half of the demo: the packaged SDP-NN (sdpcert.pretrained), certified and attacked at
+    PACKAGED_EPS on the same test images -- what a network trained for its certificate gets, with no training."""
+    from .certify import methods_for
+    from .pretrained import load_pretrained, pretrained_info
+
+    net = load_pretrained("sdp-nn")
+    say(f"certifying the packaged SDP-NN (784-500-10, trained with the paper's recipe) at eps {PACKAGED_EPS:g}")
+    t0 = time.perf_counter()
+    certifier = Certifier(net, rel_tol=rel_tol, seed=seed)
+    certifier.pair_bounds(progress=(lambda done, total: progress("SDP-NN pairs", done, total))
+                          if progress is not None else None)
+    per_method = {method: certifier.certify(X, y, PACKAGED_EPS, method) for method in methods_for(net)}
+    with _one_torch_thread():
+        fooled, _ = pgd_attack(net, X, y, PACKAGED_EPS, steps=pgd_steps, seed=seed)
+    entry = {"eps": PACKAGED_EPS, "n": int(len(y)), "fingerprint": net.fingerprint(),
+             "clean_error": per_method["sdp"].clean_error, "pgd_error": float(fooled.mean()), "methods": {},
+             "full_test_set": pretrained_info("sdp-nn")["evaluation"]}
+    broken_total = 0
+    for method, result in per_method.items():
+        broken = np.flatnonzero(result.certified & fooled)
+        broken_total += len(broken)
+        entry["methods"][method] = {"certified_error": result.certified_error, "certified": int(result.certified.sum()),
+                                    "broken": int(len(broken)), "broken_indices": broken.tolist()}
+    entry["broken_total"] = int(broken_total)
+    entry["seconds"] = time.perf_counter() - t0
+    return entry
 
 
 @contextlib.contextmanager
@@ -136,8 +172,9 @@ def _check_args(seconds: Any, eps_list: Any, epochs: Any, hidden: Any, pgd_steps
 def run_demo(seconds: float = 60.0, out_dir: str | Path = "sdpcert-demo", eps_list: Sequence[float] = DEFAULT_EPS,
              seed: int = 0, *, epochs: int = 300, hidden: int = 100, penalty: float = 0.05,
              rel_tol: float = 1e-6, pgd_steps: int = 20, progress: Optional[ProgressFn] = None,
-             log: Optional[LogFn] = None) -> dict:
+             log: Optional[LogFn] = None, include_packaged: bool = True) -> dict:
     """Train a small MNIST net on the packaged slice, certify it, attack the certified points; write the files.
+    Then (``include_packaged``) the same for the packaged SDP-NN at eps 0.1 (``summary["packaged_sdp_nn"]``).
 
     Parameters: ``seconds``, training time budget (training also stops after ``epochs`` epochs); ``out_dir``,
     where ``model.npz`` and ``summary.json`` go (created if needed); ``eps_list``, the l_inf radii; ``seed``;
@@ -194,6 +231,10 @@ def run_demo(seconds: float = 60.0, out_dir: str | Path = "sdpcert-demo", eps_li
             }
         results.append(entry)
 
+    packaged = _packaged_sdp_nn(X, y, rel_tol, seed, pgd_steps, progress, say) if include_packaged else None
+    if packaged is not None:
+        broken_total += packaged["broken_total"]
+
     relative_gap = pairs.relative_gap
     summary = {
         "demo": "sdpcert demo",
@@ -209,6 +250,7 @@ def run_demo(seconds: float = 60.0, out_dir: str | Path = "sdpcert-demo", eps_li
         "pgd": {"steps": pgd_steps, "step_size": "2.5 eps / steps", "loss": "margin", "restarts": 1,
                 "random_start": True, "dtype": "float64"},
         "results": results,
+        "packaged_sdp_nn": packaged,
         "broken_total": int(broken_total),
         "timings": {"train": training["seconds"], "pair_sdp": t_pairs, "certify": t_certify, "pgd": t_attack},
     }
