@@ -35,6 +35,9 @@ def test_each_objective_trains_and_saves(tmp_path, objective):
         if cfg.is_sdp:
             assert row["clean_error"] <= row["dual_certified_error"] <= 1.0
             assert np.isfinite(row["dual_S_mean"])
+        if objective == "lp":
+            assert row["clean_error"] <= row["lp_certified_error"] <= 1.0
+            assert 0 < row["lp_eps"] <= cfg.eps_train
     loaded = TwoLayerNet.load(tmp_path / "model.npz")
     assert loaded.fingerprint() == result["net"].fingerprint()
     X, _ = load_mnist_sample("test", limit=20)
@@ -146,7 +149,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, objective):
 
 def test_config_validation(tmp_path):
     with pytest.raises(SdpcertError, match="objective"):
-        TrainConfig(objective="lp")
+        TrainConfig(objective="milp")
     with pytest.raises(SdpcertError, match="epochs"):
         TrainConfig(epochs=0)
     with pytest.raises(SdpcertError, match="sdp_lambda"):
@@ -183,7 +186,7 @@ def test_cli_train_writes_files(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     ["train", "--epochs", "1"],                                   # --objective missing
-    ["train", "--objective", "lp", "--epochs", "1"],              # unknown objective
+    ["train", "--objective", "milp", "--epochs", "1"],            # unknown objective
     ["train", "--objective", "nt", "--epochs", "0"],              # epochs must be positive
     ["train", "--objective", "nt", "--epochs", "1", "--lr", "-1"],
     ["train", "--objective", "nt", "--epochs", "1", "--data", "/nonexistent/mnist"],

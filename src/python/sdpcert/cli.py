@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .train import OBJECTIVES
 
-    tr = sub.add_parser("train", help="train NT/Fro/Spe/AT/SDP-NN networks (paper §6) with per-epoch logs",
+    tr = sub.add_parser("train", help="train NT/Fro/Spe/AT/SDP/LP-NN networks (paper §6) with per-epoch logs",
                         description="Train a 784-m-10 ReLU net with one of the paper's objectives. Every epoch logs "
                                     "the training loss, the clean test error and, for sdp objectives, the dual "
                                     "certificate (proven certified error at --eps-train from the current c_ij). "
@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sdp objectives: warm-started Lanczos matvecs per class pair per step (default 8)")
     tr.add_argument("--weight-refresh-every", type=_pos_int, default=20,
                     help="sdp-weighted: refresh the pair weights every N epochs (default 20)")
+    tr.add_argument("--lp-eps-ramp-epochs", type=_pos_int, default=5,
+                    help="lp: epochs over which the training radius grows linearly to --eps-train (default 5)")
     tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")
     tr.add_argument("--at-step", type=float, default=0.1, help="AT: PGD step (default 0.1)")
     tr.add_argument("--at-steps", type=_pos_int, default=40, help="AT: PGD steps (default 40)")
@@ -607,7 +609,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          sdp_lambda=args.sdp_lambda, sdp_loss_scale=args.sdp_loss_scale,
                          weight_refresh_every=args.weight_refresh_every, at_eps=args.at_eps, at_step=args.at_step,
                          at_steps=args.at_steps, data=args.data, limit=args.limit, test_limit=args.test_limit,
-                         out_dir=args.out, resume=args.resume, threads=args.threads, eig_iters=args.eig_iters)
+                         out_dir=args.out, resume=args.resume, threads=args.threads, eig_iters=args.eig_iters,
+                         lp_eps_ramp_epochs=args.lp_eps_ramp_epochs)
     if args.data is None:
         err.print("note: no --data: training on the packaged MNIST sample (2000 train / 1000 test images)",
                   highlight=False, soft_wrap=True, markup=False)

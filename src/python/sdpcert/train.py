@@ -10,6 +10,10 @@ multiclass hinge ``sum_{j != y} max(0, 1 + f_j - f_y)``:
   [0, 1]; paper: 0.3 / 40 / 0.1). The PGD runs inside torch and takes gradients w.r.t. the inputs only.
 * ``sdp`` -- sdp_loss_scale * hinge + sdp_lambda * sum_p w_p penalty_p over the k - 1 pairs sharing a random class
   (:class:`~sdpcert.torch_ops.DualCertificateRegularizer`, whose c_ij are trained by the same Adam).
+* ``lp`` -- LP-NN (Wong & Kolter 2018): the robust cross-entropy of the LP bounds at the current radius
+  (:func:`sdpcert.lp_bound.lp_robust_loss`, the margins' upper bounds over the l_inf ball used as logits); the
+  radius grows linearly from eps_train / lp_eps_ramp_epochs to eps_train over the first lp_eps_ramp_epochs epochs
+  (their schedule starts small: at the full radius from the first step the bounds are vacuous and the net collapses).
 * ``sdp-weighted`` -- as ``sdp`` with w_ij = the fraction of training points whose maximising pair in the (dual)
   certificate is {i, j}, refreshed at the start of every weight_refresh_every-th epoch (epoch 0 included, so the
   scale never jumps from an unweighted start).
@@ -54,7 +58,7 @@ from .network import TwoLayerNet
 __all__ = ["TrainConfig", "OBJECTIVES", "train", "Trainer", "certified_error_from_growth", "multiclass_hinge",
            "pgd_torch", "CHECKPOINT_NAME", "MODEL_NAME", "LOG_JSON_NAME", "LOG_CSV_NAME"]
 
-OBJECTIVES = ("nt", "fro", "spe", "at", "sdp", "sdp-weighted")
+OBJECTIVES = ("nt", "fro", "spe", "at", "sdp", "sdp-weighted", "lp")
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.npz"
 LOG_JSON_NAME = "log.json"
@@ -62,7 +66,7 @@ LOG_CSV_NAME = "log.csv"
 # Fields that must agree between a checkpoint and the config that resumes it (epochs, out_dir, resume may change).
 _RESUME_KEYS = ("objective", "hidden", "batch_size", "lr", "lr_decay_every", "seed", "eps_train", "sdp_lambda",
                 "sdp_loss_scale", "fro_coef", "spe_coef", "at_eps", "at_step", "at_steps", "weight_refresh_every",
-                "data", "limit", "test_limit")
+                "lp_eps_ramp_epochs", "data", "limit", "test_limit")
 
 LogFn = Callable[[str], None]
 
@@ -87,6 +91,7 @@ class TrainConfig:
     at_step: float = 0.1
     at_steps: int = 40
     weight_refresh_every: int = 20
+    lp_eps_ramp_epochs: int = 5  # lp: the radius reaches eps_train after this many epochs
     eig_iters: int = 8  # Lanczos matvecs per pair per step, warm started (sdp objectives; see the module docstring)
     data: Optional[str] = None  # folder with the MNIST IDX files; None: the packaged sample
     limit: Optional[int] = None  # first N training examples
@@ -99,7 +104,7 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise SdpcertError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         for name in ("hidden", "epochs", "batch_size", "lr_decay_every", "at_steps", "weight_refresh_every",
-                     "threads", "eig_iters"):
+                     "threads", "eig_iters", "lp_eps_ramp_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise SdpcertError(f"{name} must be a positive integer; got {value!r}")
@@ -247,6 +252,12 @@ class Trainer:
     def net(self) -> TwoLayerNet:
         return TwoLayerNet.from_torch(self.model)
 
+    def lp_eps(self, epoch: Optional[int] = None) -> float:
+        """lp objective: the training radius of ``epoch`` (default: the current one), ramped up linearly."""
+        epoch = self.epoch if epoch is None else epoch
+        ramp = self.config.lp_eps_ramp_epochs
+        return self.config.eps_train * min(1.0, (epoch + 1) / ramp)
+
     def lr_for(self, epoch: int) -> float:
         return self.config.lr * 0.1 ** (epoch // self.config.lr_decay_every)
 
@@ -270,6 +281,12 @@ class Trainer:
             out["reg"] = cfg.spe_coef * (torch.linalg.matrix_norm(self.W, ord=2)
                                          + torch.linalg.matrix_norm(self.V, ord=2))
             out["loss"] = out["hinge"] + out["reg"]
+        elif cfg.objective == "lp":
+            from .lp_bound import lp_robust_loss
+
+            out["lp_robust_ce"] = lp_robust_loss(self.W, self.model[0].bias, self.V, self.model[2].bias, xb, yb,
+                                                 self.lp_eps(), check=False)
+            out["loss"] = out["lp_robust_ce"]
         elif cfg.objective == "at":
             out["ce"] = F.cross_entropy(logits, yb)
             xa = pgd_torch(self.model, xb, yb, cfg.at_eps, cfg.at_step, cfg.at_steps, self.generator)
@@ -394,6 +411,8 @@ def _write_logs(out_dir: Path, config: TrainConfig, history: list) -> None:
 def format_epoch(row: dict) -> str:
     """One human-readable line for an epoch's log row."""
     text = (f"epoch {row['epoch']:>3}  loss {row['train_loss']:.4f}  clean {100 * row['clean_error']:.2f}%")
+    if "lp_certified_error" in row:
+        text += f"  LP-cert {100 * row['lp_certified_error']:.2f}% (eps {row['eps_train']:g}; trained at {row['lp_eps']:g})"
     if "dual_certified_error" in row:
         text += (f"  dual-cert {100 * row['dual_certified_error']:.2f}% (eps {row['eps_train']:g}, "
                  f"mean S_ij <= {row['dual_S_mean']:.4g})")
@@ -442,6 +461,8 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
                 for group in trainer.optimizer.param_groups:
                     group["lr"] = lr
                 row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
+                if config.objective == "lp":
+                    row["lp_eps"] = trainer.lp_eps(epoch)
                 if config.objective == "sdp-weighted" and epoch % config.weight_refresh_every == 0:
                     w = trainer.refresh_pair_weights(X, y)
                     row["pair_weights"] = w.tolist()
@@ -474,6 +495,14 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
                     row["dual_S_mean"] = float(upper.mean())
                     row["dual_S_max"] = float(upper.max())
                     row["dual_seconds"] = time.perf_counter() - t1
+                if config.objective == "lp":  # the LP certificate the net is trained for, proven (lp_bound.py)
+                    from .lp_bound import lp_worst_margins
+
+                    t1 = time.perf_counter()
+                    worst = lp_worst_margins(net, X_test, y_test, config.eps_train)
+                    row["eps_train"] = config.eps_train
+                    row["lp_certified_error"] = float((worst >= 0).mean())
+                    row["lp_seconds"] = time.perf_counter() - t1
                 trainer.epoch += 1
                 row["seconds"] = time.perf_counter() - t0
                 history.append(row)
