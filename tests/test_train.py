@@ -147,6 +147,15 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, objective):
               progress=False)
 
 
+def test_snapshots(tmp_path):
+    result = train(TrainConfig(objective="nt", epochs=3, snapshot_every=2, out_dir=str(tmp_path), **TINY),
+                   progress=False)
+    assert sorted(p.name for p in tmp_path.glob("model_epoch*.npz")) == ["model_epoch002.npz"]
+    assert TwoLayerNet.load(tmp_path / "model.npz").fingerprint() == result["net"].fingerprint()
+    with pytest.raises(SdpcertError, match="snapshot_every"):
+        TrainConfig(snapshot_every=-1)
+
+
 def test_config_validation(tmp_path):
     with pytest.raises(SdpcertError, match="objective"):
         TrainConfig(objective="milp")

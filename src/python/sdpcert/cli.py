@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sdp-weighted: refresh the pair weights every N epochs (default 20)")
     tr.add_argument("--lp-eps-ramp-epochs", type=_pos_int, default=5,
                     help="lp: epochs over which the training radius grows linearly to --eps-train (default 5)")
+    tr.add_argument("--snapshot-every", type=int, default=0,
+                    help="also keep DIR/model_epochNNN.npz every N epochs (default 0: only the last model)")
     tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")
     tr.add_argument("--at-step", type=float, default=0.1, help="AT: PGD step (default 0.1)")
     tr.add_argument("--at-steps", type=_pos_int, default=40, help="AT: PGD steps (default 40)")
@@ -610,7 +612,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          weight_refresh_every=args.weight_refresh_every, at_eps=args.at_eps, at_step=args.at_step,
                          at_steps=args.at_steps, data=args.data, limit=args.limit, test_limit=args.test_limit,
                          out_dir=args.out, resume=args.resume, threads=args.threads, eig_iters=args.eig_iters,
-                         lp_eps_ramp_epochs=args.lp_eps_ramp_epochs)
+                         lp_eps_ramp_epochs=args.lp_eps_ramp_epochs, snapshot_every=args.snapshot_every)
     if args.data is None:
         err.print("note: no --data: training on the packaged MNIST sample (2000 train / 1000 test images)",
                   highlight=False, soft_wrap=True, markup=False)

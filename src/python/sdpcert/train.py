@@ -92,6 +92,7 @@ class TrainConfig:
     at_steps: int = 40
     weight_refresh_every: int = 20
     lp_eps_ramp_epochs: int = 5  # lp: the radius reaches eps_train after this many epochs
+    snapshot_every: int = 0  # > 0: also keep out_dir/model_epochNNN.npz every this many epochs (Fig. 4b needs them)
     eig_iters: int = 8  # Lanczos matvecs per pair per step, warm started (sdp objectives; see the module docstring)
     data: Optional[str] = None  # folder with the MNIST IDX files; None: the packaged sample
     limit: Optional[int] = None  # first N training examples
@@ -108,6 +109,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise SdpcertError(f"{name} must be a positive integer; got {value!r}")
+        if isinstance(self.snapshot_every, bool) or not isinstance(self.snapshot_every, (int, np.integer)) \
+                or self.snapshot_every < 0:
+            raise SdpcertError(f"snapshot_every must be an integer >= 0; got {self.snapshot_every!r}")
         for name in ("limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
@@ -508,6 +512,8 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
                 history.append(row)
                 if out_dir is not None:
                     net.save(out_dir / MODEL_NAME)
+                    if config.snapshot_every and trainer.epoch % config.snapshot_every == 0:
+                        net.save(out_dir / f"model_epoch{trainer.epoch:03d}.npz")
                     _write_logs(out_dir, config, history)
                     tmp = ckpt_path.with_suffix(".pt.tmp")
                     torch.save(trainer.state(history), tmp)
