@@ -108,7 +108,12 @@ def main(argv=None) -> int:
     (args.out_dir / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n")
     again = TwoLayerNet.load(args.out_dir / f"{args.name}.npz")
     assert again.fingerprint() == net.fingerprint(), "the packaged weights differ from the trained ones"
-    print(f"wrote {args.out_dir / (args.name + '.npz')} and .json")
+    written = args.out_dir / f"{args.name}.npz"
+    try:
+        written = written.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        pass
+    print(f"wrote {written} and .json")
     return 0
 
 
