@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from sdpcert import load_mnist_sample
-from sdpcert.train import TrainConfig, Trainer
+from sdpcert.train import TrainConfig, Trainer, torch_threads
 
 
 def mean_step_ms(config: TrainConfig, X: torch.Tensor, y: torch.Tensor, steps: int, warmup: int,
                  backend: str = "auto") -> float:
+    torch.set_num_threads(torch_threads(config))  # as sdpcert.train.train does (sdp: one core for the eigen thread)
     trainer = Trainer(config)
     if trainer.reg is not None:
         trainer.reg.backend = backend
@@ -53,7 +54,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (TrainConfig.threads)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="cores per step (TrainConfig.threads: NT gives them all to torch, SDP one to its eigen "
+                             "thread)")
     parser.add_argument("--budgets", default="3,8,16", help="eig_iters values to time")
     parser.add_argument("--torch-steps", type=int, default=3, help="steps of the plain PyTorch (dense eigh) row")
     parser.add_argument("--json", default=None)

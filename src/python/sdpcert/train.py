@@ -55,7 +55,7 @@ from .certify import certify_with_growth
 from .errors import SdpcertError
 from .network import TwoLayerNet
 
-__all__ = ["TrainConfig", "OBJECTIVES", "train", "Trainer", "certified_error_from_growth", "multiclass_hinge",
+__all__ = ["TrainConfig", "OBJECTIVES", "train", "Trainer", "torch_threads", "certified_error_from_growth", "multiclass_hinge",
            "pgd_torch", "CHECKPOINT_NAME", "MODEL_NAME", "LOG_JSON_NAME", "LOG_CSV_NAME"]
 
 OBJECTIVES = ("nt", "fro", "spe", "at", "sdp", "sdp-weighted", "lp")
@@ -99,7 +99,7 @@ class TrainConfig:
     test_limit: Optional[int] = None  # first N test examples (clean error and dual certificate)
     out_dir: Optional[str] = None  # model.npz, log.json, log.csv, checkpoint.pt; None: write nothing
     resume: bool = False
-    threads: int = 1
+    threads: int = 1  # cores to use; the sdp objectives give one of them to the eigen-solve thread (torch_threads)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -205,6 +205,15 @@ def _load_split(config: TrainConfig, split: str, limit: Optional[int]) -> tuple[
             raise SdpcertError(f"data folder {config.data} does not exist (it should hold the MNIST IDX files)")
         return load_mnist(split, folder=config.data, limit=limit, dtype=np.float32)
     return load_mnist_sample(split, limit=limit, dtype=np.float32)
+
+
+def torch_threads(config: TrainConfig) -> int:
+    """torch's intra-op threads for a run: ``config.threads``, less one for the sdp objectives when there are two or
+    more, since their eigen solve runs on a thread of its own (three busy threads on two cores made a step 17%
+    slower than two, measured with benchmarks/train_step.py)."""
+    if config.is_sdp and config.threads > 1:
+        return config.threads - 1
+    return config.threads
 
 
 @contextlib.contextmanager
@@ -438,7 +447,7 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
         out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CHECKPOINT_NAME if out_dir is not None else None
 
-    with _torch_threads(config.threads):
+    with _torch_threads(torch_threads(config)):
         trainer = Trainer(config, d=X.shape[1], k=10)
         history: list = []
         if config.resume:
