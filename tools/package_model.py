@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N test images only (quick checks)")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "src/python/sdpcert/_data/models")
     parser.add_argument("--command", default=None, help="the training command, as run (for the record)")
+    parser.add_argument("--json-only", action="store_true",
+                        help="write only NAME.json (an evaluation record, e.g. under docs/results), no weights")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
 
@@ -104,16 +106,18 @@ def main(argv=None) -> int:
                      "date": datetime.date.today().isoformat()},
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    net.save(args.out_dir / f"{args.name}.npz", compact=True)
     (args.out_dir / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n")
-    again = TwoLayerNet.load(args.out_dir / f"{args.name}.npz")
-    assert again.fingerprint() == net.fingerprint(), "the packaged weights differ from the trained ones"
-    written = args.out_dir / f"{args.name}.npz"
+    written = args.out_dir / f"{args.name}.json"
+    if not args.json_only:
+        net.save(args.out_dir / f"{args.name}.npz", compact=True)
+        again = TwoLayerNet.load(args.out_dir / f"{args.name}.npz")
+        assert again.fingerprint() == net.fingerprint(), "the packaged weights differ from the trained ones"
+        written = args.out_dir / f"{args.name}.npz"
     try:
         written = written.resolve().relative_to(REPO_ROOT)
     except ValueError:
         pass
-    print(f"wrote {written} and .json")
+    print(f"wrote {written}" + ("" if args.json_only else " and .json"))
     return 0
 
 
