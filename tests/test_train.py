@@ -210,3 +210,19 @@ def test_cli_train_resume_without_checkpoint(tmp_path, capsys):
                  "--no-progress", "--limit", "100"])
     assert code == 2
     assert "cannot resume" in capsys.readouterr().err
+
+
+def test_torch_eigen_route_trains_like_on_a_gpu():
+    """The route a CUDA device takes (the penalty's eigenpairs from torch's eigh, gradients by the shared formula,
+    tensors on config.device), run on the CPU: steps are finite and move the weights and the dual variables."""
+    X, y = load_mnist_sample("train", limit=100)
+    trainer = Trainer(TrainConfig(objective="sdp", hidden=12, device="cpu", eig_iters=30))
+    trainer.reg.backend = "torch"
+    W0, c0 = trainer.W.detach().clone(), trainer.reg.c.detach().clone()
+    for lo in (0, 50):
+        parts = trainer.step(torch.from_numpy(X[lo:lo + 50]), torch.from_numpy(y[lo:lo + 50]))
+        assert np.isfinite(parts["loss"]) and parts["penalty"] > 0
+        assert trainer.reg.last_info["backend"] == "torch"
+    assert not torch.equal(trainer.W.detach(), W0) and not torch.equal(trainer.reg.c.detach(), c0)
+    with pytest.raises(SdpcertError, match="device"):
+        TrainConfig(device="gpu0")

@@ -183,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", metavar="DIR", default="sdpcert-train", help="output folder (default ./sdpcert-train)")
     tr.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    tr.add_argument("--threads", type=_pos_int, default=1, help="torch threads (default 1)")
+    tr.add_argument("--threads", type=_pos_int, default=1,
+                    help="cores (default 1; the sdp objectives give one to the eigen-solve thread)")
+    tr.add_argument("--device", default="cpu",
+                    help="torch device, e.g. cuda (default cpu; on CUDA the SDP penalty uses torch's eigh)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -612,7 +615,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          weight_refresh_every=args.weight_refresh_every, at_eps=args.at_eps, at_step=args.at_step,
                          at_steps=args.at_steps, data=args.data, limit=args.limit, test_limit=args.test_limit,
                          out_dir=args.out, resume=args.resume, threads=args.threads, eig_iters=args.eig_iters,
-                         lp_eps_ramp_epochs=args.lp_eps_ramp_epochs, snapshot_every=args.snapshot_every)
+                         lp_eps_ramp_epochs=args.lp_eps_ramp_epochs, snapshot_every=args.snapshot_every,
+                         device=args.device)
     if args.data is None:
         err.print("note: no --data: training on the packaged MNIST sample (2000 train / 1000 test images)",
                   highlight=False, soft_wrap=True, markup=False)

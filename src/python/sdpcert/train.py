@@ -99,6 +99,7 @@ class TrainConfig:
     test_limit: Optional[int] = None  # first N test examples (clean error and dual certificate)
     out_dir: Optional[str] = None  # model.npz, log.json, log.csv, checkpoint.pt; None: write nothing
     resume: bool = False
+    device: str = "cpu"  # torch device of the model and the steps, e.g. "cuda" (the sdp penalty then uses torch's eigh)
     threads: int = 1  # cores to use; the sdp objectives give one of them to the eigen-solve thread (torch_threads)
 
     def __post_init__(self) -> None:
@@ -127,6 +128,12 @@ class TrainConfig:
             if not math.isfinite(value) or value < 0:
                 raise SdpcertError(f"{name} must be finite and >= 0; got {value!r}")
             setattr(self, name, value)
+        try:
+            import torch
+
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise SdpcertError(f"device must name a torch device such as 'cpu' or 'cuda'; got {self.device!r}") from exc
         if self.lr <= 0:
             raise SdpcertError(f"lr must be > 0; got {self.lr}")
         if self.resume and self.out_dir is None:
@@ -163,7 +170,7 @@ def pgd_torch(model: Any, x: Any, labels: Any, eps: float, step: float, steps: i
 
     lo = torch.clamp(x - eps, min=0.0)
     hi = torch.clamp(x + eps, max=1.0)
-    noise = (2 * torch.rand(x.shape, generator=generator, dtype=x.dtype) - 1) * eps
+    noise = ((2 * torch.rand(x.shape, generator=generator, dtype=x.dtype) - 1) * eps).to(x.device)
     xa = torch.minimum(torch.maximum(x + noise, lo), hi)
     for _ in range(steps):
         xa = xa.detach().requires_grad_(True)
@@ -243,12 +250,16 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # nn.Linear draws from the global RNG; leave the caller's alone
             torch.manual_seed(config.seed)
             self.model = nn.Sequential(nn.Linear(d, config.hidden), nn.ReLU(), nn.Linear(config.hidden, k))
-        self.generator = torch.Generator().manual_seed(config.seed)
+        # The weights are drawn on the CPU (the same initial net on every device), then moved.
+        self.device = torch.device(config.device)
+        self.model.to(self.device)
+        self.generator = torch.Generator().manual_seed(config.seed)  # CPU: batch order, pairs, PGD starts
         self.reg = None
         params = list(self.model.parameters())
         if config.is_sdp:
+            # On a CUDA device the penalty's eigenpairs come from torch (backend 'auto'), on the CPU from the core.
             self.reg = DualCertificateRegularizer(k=k, d=d, m=config.hidden, weight=config.sdp_lambda,
-                                                  max_iter=config.eig_iters)
+                                                  max_iter=config.eig_iters).to(self.device)
             params += list(self.reg.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
         self.epoch = 0  # epochs completed
@@ -453,7 +464,7 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
         if config.resume:
             if not ckpt_path.is_file():
                 raise SdpcertError(f"cannot resume: {ckpt_path} does not exist")
-            history = trainer.load_state(torch.load(ckpt_path, weights_only=True))
+            history = trainer.load_state(torch.load(ckpt_path, weights_only=True, map_location=trainer.device))
             if trainer.epoch > config.epochs:
                 raise SdpcertError(f"the checkpoint has {trainer.epoch} epochs done, more than epochs={config.epochs}")
         X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
@@ -484,7 +495,7 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
                 task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch) if bar else None
                 for s in range(steps_per_epoch):
                     idx = order[s * config.batch_size:(s + 1) * config.batch_size]
-                    parts = trainer.step(X_t[idx], y_t[idx])
+                    parts = trainer.step(X_t[idx].to(trainer.device), y_t[idx].to(trainer.device))
                     for key, value in parts.items():
                         sums[key] = sums.get(key, 0.0) + value
                     if bar is not None:
