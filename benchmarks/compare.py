@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     row(f"   SDPA, pair (0,1), D={sd['D']}",
         f"{sd['solver_s']:.2f} s solver ({sd['wall_s']:.1f} s wall, {sdpa_cores:.1f} cores busy), {sd['phase']}, "
         f"S = {sd['value']:.10g}")
-    row(f"   sdpcert, same pair, threads=1 / default", f"{1e3 * med:.1f} / {1e3 * med_default:.1f} ms, "
+    row("   sdpcert, same pair, threads=1 / default", f"{1e3 * med:.1f} / {1e3 * med_default:.1f} ms, "
         f"S in [{ours_lo:.10g}, {ours_up:.10g}]")
     row("   values agree, |S_sdpa - S_up| / S_up", f"{agree:.1e}", "<= ~1e-6", agree <= 2e-6)
     row(f"   speedup vs SDPA solver, D={sd['D']}, sdpcert threads=1", f"{speedup:.0f}x",

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
