@@ -1,0 +1,53 @@
+"""sdpcert.experiments: Fig. 3b's rows (attacks vs certificates over eps), their CSV and PNG."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from sdpcert import SdpcertError, load_mnist_sample
+from sdpcert.experiments import error_vs_eps, plot_error_vs_eps, write_csv
+
+from conftest import train_small_mnist_net
+
+
+@pytest.fixture(scope="module")
+def rows():
+    net = train_small_mnist_net()
+    X, y = load_mnist_sample("test", limit=150)
+    return error_vs_eps(net, X, y, [0.0, 0.01, 0.03], attack_options={"pgd": {"steps": 10}, "cw": {"steps": 10}})
+
+
+def test_rows_bound_the_robust_error_from_both_sides(rows):
+    assert [row["eps"] for row in rows] == [0.0, 0.01, 0.03]
+    for row in rows:
+        assert row["n"] == 150 and row["broken"] == 0
+        attacks = [row[f"{a}_error"] for a in ("fgsm", "pgd", "cw")]
+        assert row["clean_error"] <= min(attacks) and max(attacks) <= row["any_attack_error"]
+        for method in ("sdp", "spectral", "frobenius", "lp"):
+            assert row["any_attack_error"] <= row[f"{method}_certified_error"] + 1e-12  # float means of 150 flags
+    # at eps = 0 every method certifies exactly the correctly classified points
+    assert rows[0]["sdp_certified_error"] == pytest.approx(rows[0]["clean_error"])
+    sdp = [row["sdp_certified_error"] for row in rows]
+    assert sdp == sorted(sdp) and sdp[-1] < 1.0
+
+
+def test_csv_and_png(rows, tmp_path):
+    path = write_csv(rows, tmp_path / "fig3b.csv")
+    with path.open() as handle:
+        back = list(csv.DictReader(handle))
+    assert len(back) == 3 and float(back[1]["pgd_error"]) == rows[1]["pgd_error"]
+    png = plot_error_vs_eps(rows, tmp_path / "fig3b.png", title="test", methods=("sdp", "lp"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_radii():
+    net = train_small_mnist_net(epochs=1)
+    X, y = load_mnist_sample("test", limit=5)
+    with pytest.raises(SdpcertError, match="at least one radius"):
+        error_vs_eps(net, X, y, [])
+    with pytest.raises(SdpcertError, match="eps must be >= 0"):
+        error_vs_eps(net, X, y, [0.1, -0.1])
+    assert np.isfinite(error_vs_eps(net, X, y, [0.01], attacks=("fgsm",))[0]["fgsm_error"])
