@@ -268,6 +268,7 @@ class Trainer:
             params += list(self.reg.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
         self.epoch = 0  # epochs completed
+        self.power_vectors: dict[str, Any] = {}  # spe: warm-started left singular vectors of W and V
 
     # ------------------------------------------------------------------------------------- pieces
     @property
@@ -286,6 +287,29 @@ class Trainer:
         epoch = self.epoch if epoch is None else epoch
         ramp = self.config.lp_eps_ramp_epochs
         return self.config.eps_train * min(1.0, (epoch + 1) / ramp)
+
+    def spectral_norm(self, name: str, M: Any, iterations: int = 3) -> Any:
+        """spe: ``||M||_2`` as ``u^T M v`` with the top singular pair (u, v) from a power iteration warm-started at
+        the previous step's u (``iterations`` rounds per step). Its gradient is ``u v^T``, the gradient of the
+        spectral norm at a simple top singular value. A full SVD per step (``matrix_norm(ord=2)``) made a Spe-NN
+        epoch 58 s against 3.4 s for Fro-NN (measured); the weights move little between steps, so a few rounds from
+        the last u keep the estimate at the SVD's value (tested)."""
+        import torch
+
+        with torch.no_grad():
+            u = self.power_vectors.get(name)
+            if u is None or u.shape != (M.shape[0],):
+                gen = torch.Generator().manual_seed(self.config.seed + 7919)  # fixed start, separate from batches
+                u = torch.randn(M.shape[0], generator=gen, dtype=M.dtype).to(M.device)
+            for _ in range(iterations):
+                v = M.t() @ u
+                v = v / v.norm().clamp_min(1e-30)
+                u = M @ v
+                u = u / u.norm().clamp_min(1e-30)
+            v = M.t() @ u  # v from the final u: the value is ||M^T u|| (<= ||M||_2), the gradient u v^T
+            v = v / v.norm().clamp_min(1e-30)
+            self.power_vectors[name] = u
+        return u @ (M @ v)
 
     def lr_for(self, epoch: int) -> float:
         return self.config.lr * 0.1 ** (epoch // self.config.lr_decay_every)
@@ -307,8 +331,7 @@ class Trainer:
             out["loss"] = out["hinge"] + out["reg"]
         elif cfg.objective == "spe":
             out["hinge"] = multiclass_hinge(logits, yb)
-            out["reg"] = cfg.spe_coef * (torch.linalg.matrix_norm(self.W, ord=2)
-                                         + torch.linalg.matrix_norm(self.V, ord=2))
+            out["reg"] = cfg.spe_coef * (self.spectral_norm("W", self.W) + self.spectral_norm("V", self.V))
             out["loss"] = out["hinge"] + out["reg"]
         elif cfg.objective == "lp":
             from .lp_bound import lp_robust_loss
@@ -391,6 +414,8 @@ class Trainer:
         out = {"epoch": self.epoch, "config": json.dumps(self.config.to_dict()), "history": json.dumps(history),
                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                "generator": self.generator.get_state()}
+        if self.power_vectors:
+            out["power_vectors"] = dict(self.power_vectors)
         if self.reg is not None:
             warm = self.reg.warm_start
             keys = [tuple(int(a) for a in key) for key in warm._vectors]
@@ -411,6 +436,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        self.power_vectors = dict(state.get("power_vectors", {}))
         if self.reg is not None:
             self.reg.load_state_dict(state["reg"])
             warm = self.reg.warm_start
