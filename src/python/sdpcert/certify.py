@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import bounds, lp_bound
+from . import bounds
 from ._rounding import UNIT_ROUNDOFF, gamma, round_up
 from .errors import NonFiniteError, SdpcertError, ShapeError
 from .network import TwoLayerNet
@@ -268,9 +268,11 @@ class Certifier:
         out = {}
         for method in methods:
             if method == "lp":  # Wong-Kolter LP bound: per example, not a growth matrix (lp_bound.py)
+                from .lp_bound import lp_worst_margins  # here: lp_bound imports check_eps from this module
+
                 for eps in eps_values:
                     t3 = time.perf_counter()
-                    worst, worst_class = lp_bound.lp_worst_margins(self.net, X, y, eps, return_class=True)
+                    worst, worst_class = lp_worst_margins(self.net, X, y, eps, return_class=True)
                     t4 = time.perf_counter()
                     out[(eps, method)] = CertificationResult(
                         method=method, eps=eps, labels=y, predicted=predicted, worst_margin=worst,

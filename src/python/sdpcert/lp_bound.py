@@ -32,12 +32,12 @@ Two entry points:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from ._rounding import UNIT_ROUNDOFF, gamma, round_up
+from .certify import check_eps
 from .errors import NonFiniteError, SdpcertError, ShapeError
 from .network import TwoLayerNet
 
@@ -47,18 +47,6 @@ _CHUNK = 256  # examples per block in the numpy path: (chunk * k, d) float64 tem
 
 
 # ----------------------------------------------------------------------------------------------- torch (training)
-def _check_eps_value(eps: Any) -> float:
-    try:
-        value = float(eps)
-    except (TypeError, ValueError) as exc:
-        raise SdpcertError(f"eps must be a real number; got {eps!r}") from exc
-    if not math.isfinite(value):
-        raise NonFiniteError(f"eps must be finite; got {value}")
-    if value < 0:
-        raise SdpcertError(f"eps must be >= 0 (an l_inf radius); got {value}")
-    return value
-
-
 def _check_torch_args(W, b, V, b2, X, y) -> None:
     import torch
 
@@ -95,7 +83,7 @@ def lp_margin_bounds_torch(W, b, V, b2, X, y, eps, check: bool = True):
     """
     import torch
 
-    eps = _check_eps_value(eps)
+    eps = check_eps(eps)
     if check:
         _check_torch_args(W, b, V, b2, X, y)
         if not bool(torch.isfinite(X).all()):
@@ -133,7 +121,7 @@ def _validate(net: TwoLayerNet, X: Any, y: Any, eps: Any) -> tuple[np.ndarray, n
         raise SdpcertError(f"the LP bound needs a TwoLayerNet; got {type(net).__name__}")
     if net.activation != "relu":
         raise SdpcertError(f"the LP (Wong-Kolter) bound needs a relu network; this one uses {net.activation!r}")
-    eps = _check_eps_value(eps)
+    eps = check_eps(eps)
     from .certify import _check_data  # one place for the data checks and their messages
 
     X, y = _check_data(net, X, y)
