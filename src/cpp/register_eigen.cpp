@@ -22,6 +22,25 @@ Mat pair_differences(const RowMat& V, const Pairs& pairs) {
   return vs;
 }
 
+// The optional (P, D) warm starts, checked, as the D x P matrix the Lanczos takes (empty when none).
+Mat checked_starts(const std::optional<RowMat>& start, Index P, Index D) {
+  if (!start) return Mat();
+  require(start->rows() == P && start->cols() == D, "start must have shape " + shape_str(P, D));
+  require_finite(*start, "start");
+  return start->transpose();
+}
+
+// values, vectors (P, D), residuals, iterations, status of a Lanczos run, into `out`.
+void put_eigenpairs(py::dict& out, const LanczosResult& r) {
+  py::list status;
+  for (auto s : r.status) status.append(eig_status_name(s));
+  out["values"] = r.values;
+  out["vectors"] = RowMat(r.vectors.transpose());
+  out["residuals"] = r.residuals;
+  out["iterations"] = r.iterations;
+  out["status"] = status;
+}
+
 // W is a Ref: a float64 Fortran-ordered array is read in place (the training step passes one), any other layout is
 // copied by pybind11 as before.
 py::dict top_eigenpairs_py(Eigen::Ref<const Mat> W, const RowMat& V, const py::array& pairs_in, const RowMat& cs,
@@ -35,12 +54,7 @@ py::dict top_eigenpairs_py(Eigen::Ref<const Mat> W, const RowMat& V, const py::a
   require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
   require_finite(cs, "cs");
   require(tol > 0 && std::isfinite(tol), "tol must be positive and finite");
-  Mat startT;
-  if (start) {
-    require(start->rows() == P && start->cols() == D, "start must have shape " + shape_str(P, D));
-    require_finite(*start, "start");
-    startT = start->transpose();
-  }
+  const Mat startT = checked_starts(start, P, D);
   Mat vs = pair_differences(V, pairs), csT = cs.transpose();
   LanczosResult r;
   {
@@ -61,14 +75,8 @@ py::dict top_eigenpairs_py(Eigen::Ref<const Mat> W, const RowMat& V, const py::a
     }
     r = top_eigenpairs(op, opt, start ? &startT : nullptr);
   }
-  py::list status;
-  for (auto s : r.status) status.append(eig_status_name(s));
   py::dict out;
-  out["values"] = r.values;
-  out["vectors"] = RowMat(r.vectors.transpose());
-  out["residuals"] = r.residuals;
-  out["iterations"] = r.iterations;
-  out["status"] = status;
+  put_eigenpairs(out, r);
   return out;
 }
 
@@ -126,12 +134,7 @@ py::dict pair_penalty_step_py(const py::array_t<float, py::array::c_style | py::
   require_finite(g, "g");
   require(max_iter >= 1, "max_iter must be >= 1");
   require(tol > 0 && std::isfinite(tol), "tol must be positive and finite");
-  Mat startT;
-  if (start) {
-    require(start->rows() == P && start->cols() == D, "start must have shape " + shape_str(P, D));
-    require_finite(*start, "start");
-    startT = start->transpose();
-  }
+  const Mat startT = checked_starts(start, P, D);
   const Mat vs = pair_differences(V, pairs), csT = cs.transpose();
   PenaltyStep step;
   {
@@ -145,14 +148,8 @@ py::dict pair_penalty_step_py(const py::array_t<float, py::array::c_style | py::
     opt.exact_residuals = false;
     step = penalty_step(WT, vs, pairs, V.rows(), csT, g, opt, start ? &startT : nullptr);
   }
-  py::list status;
-  for (auto s : step.eig.status) status.append(eig_status_name(s));
   py::dict out;
-  out["values"] = step.eig.values;
-  out["vectors"] = RowMat(step.eig.vectors.transpose());
-  out["residuals"] = step.eig.residuals;
-  out["iterations"] = step.eig.iterations;
-  out["status"] = status;
+  put_eigenpairs(out, step.eig);
   out["value"] = step.value;
   out["dW"] = std::move(step.dW);
   out["dV"] = std::move(step.dV);
