@@ -270,26 +270,39 @@ def _load_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, str]:
     return X, y, source
 
 
-def _cmd_certify(args: argparse.Namespace) -> int:
-    from .certify import Certifier, check_eps, methods_for
-    from .pretrained import load_model
-
-    out, err = _consoles()
-    eps_values = [check_eps(e) for e in args.eps]
+def _json_path(args: argparse.Namespace) -> Optional[Path]:
+    """--json OUT as a Path (None without it), refused up front when its folder does not exist."""
     json_path = Path(args.json) if args.json else None
     if json_path is not None and not json_path.parent.is_dir():
         raise SdpcertError(f"cannot write --json {json_path}: folder {json_path.parent} does not exist")
+    return json_path
 
-    t0 = time.perf_counter()
+
+def _load_model_and_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, Any, str]:
+    """(net, X, y, source) for certify / attack: the model (file or packaged name), the data, their sizes checked."""
+    from .pretrained import load_model
+
     net = load_model(args.model)
-    certifier = Certifier(net, rel_tol=args.rel_tol)
     X, y, source = _load_data(args, err)
-    t_load = time.perf_counter() - t0
     if X.shape[1] != net.d:
         raise ShapeError(f"model {args.model} takes d = {net.d} inputs, but the data ({source}) has "
                          f"{X.shape[1]} features per example")
     err.print(f"model {args.model}: {net!r}, fingerprint {net.fingerprint()[:16]}; data: {source}, n = {len(y)}",
               highlight=False, soft_wrap=True, markup=False)
+    return net, X, y, source
+
+
+def _cmd_certify(args: argparse.Namespace) -> int:
+    from .certify import Certifier, check_eps, methods_for
+
+    out, err = _consoles()
+    eps_values = [check_eps(e) for e in args.eps]
+    json_path = _json_path(args)
+
+    t0 = time.perf_counter()
+    net, X, y, source = _load_model_and_data(args, err)
+    certifier = Certifier(net, rel_tol=args.rel_tol)
+    t_load = time.perf_counter() - t0
 
     if args.methods is None:
         args.methods = list(methods_for(net))
@@ -415,29 +428,20 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 
     from .attacks import ATTACKS
     from .certify import Certifier, check_eps, methods_for
-    from .pretrained import load_model
 
     out, err = _consoles()
     t_start = time.perf_counter()
     eps_values = [check_eps(e) for e in args.eps]
     attacks = _attack_list(args.methods)
     settings = _attack_settings(args)
-    json_path = Path(args.json) if args.json else None
-    if json_path is not None and not json_path.parent.is_dir():
-        raise SdpcertError(f"cannot write --json {json_path}: folder {json_path.parent} does not exist")
+    json_path = _json_path(args)
 
     t0 = time.perf_counter()
-    net = load_model(args.model)
-    X, y, source = _load_data(args, err)
+    net, X, y, source = _load_model_and_data(args, err)
     t_load = time.perf_counter() - t0
-    if X.shape[1] != net.d:
-        raise ShapeError(f"model {args.model} takes d = {net.d} inputs, but the data ({source}) has "
-                         f"{X.shape[1]} features per example")
     if len(y) == 0:
         raise SdpcertError(f"no examples to attack ({source}); use --limit 1 or more")
     n = int(len(y))
-    err.print(f"model {args.model}: {net!r}, fingerprint {net.fingerprint()[:16]}; data: {source}, n = {n}",
-              highlight=False, soft_wrap=True, markup=False)
 
     options = {"fgsm": {}, "pgd": dict(settings), "cw": dict(settings)}
     clean_wrong = np.argmax(net.forward(X), axis=1) != y
