@@ -60,11 +60,14 @@ def pretrained_info(name: str) -> dict:
 def load_model(spec: str) -> TwoLayerNet:
     """A model file path, or the name of a packaged model when no such file exists (the command line's rule)."""
     path = Path(spec)
-    if not path.exists() and spec in available():
+    if path.exists():
+        return TwoLayerNet.load(path)
+    names = available()
+    if spec in names:
         return load_pretrained(spec)
     try:
         return TwoLayerNet.load(path)
     except ModelFileError as exc:
-        if not path.exists() and available():
-            raise ModelFileError(f"{exc} (nor is it a packaged model: {', '.join(available())})") from exc
+        if names:
+            raise ModelFileError(f"{exc} (nor is it a packaged model: {', '.join(names)})") from exc
         raise

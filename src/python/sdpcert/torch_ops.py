@@ -535,12 +535,7 @@ class DualCertificateRegularizer(torch.nn.Module):
         result is used (an optimizer step belongs after the forward). The torch backend (CUDA) solves at once."""
         self._check_weights(W, V)
         rows = np.arange(self.num_pairs) if pairs_subset is None else self.rows_for(pairs_subset)
-        if _choose_backend(self.backend, W.device) != "core":
-            done: concurrent.futures.Future = concurrent.futures.Future()
-            done.set_result(self._solve(W, V, rows))
-            return done
-        # One thread: the other core is torch's while the solve runs.
-        return _eigen_worker().submit(self._solve, W, V, rows, 1)
+        return self._submit(W.device, self._solve, W, V, rows)
 
     def value_and_grads(self, W: torch.Tensor, V: torch.Tensor, pairs_subset: Any = None,
                         threads: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
@@ -592,15 +587,20 @@ class DualCertificateRegularizer(torch.nn.Module):
         dc = torch.from_numpy(np.asarray(out["dc"])).to(self.c.dtype)
         return value, dW, dV, dc, rows
 
+    def _submit(self, device: torch.device, fn: Any, *args: Any) -> "concurrent.futures.Future":
+        """``fn(*args, threads)`` on the worker thread with one Lanczos thread (the other core is torch's), or at
+        once, as a completed future, for the torch backend (CUDA kernels are asynchronous anyway)."""
+        if _choose_backend(self.backend, device) != "core":
+            done: concurrent.futures.Future = concurrent.futures.Future()
+            done.set_result(fn(*args, 0))
+            return done
+        return _eigen_worker().submit(fn, *args, 1)
+
     def value_and_grads_async(self, W: torch.Tensor, V: torch.Tensor,
                               pairs_subset: Any = None) -> "concurrent.futures.Future":
         """:meth:`value_and_grads` on the worker thread (one Lanczos thread: the other core is torch's). W, V, c and
         the pair weights must not change in place before the result is used."""
-        if _choose_backend(self.backend, W.device) != "core":
-            done: concurrent.futures.Future = concurrent.futures.Future()
-            done.set_result(self.value_and_grads(W, V, pairs_subset))
-            return done
-        return _eigen_worker().submit(self.value_and_grads, W, V, pairs_subset, 1)
+        return self._submit(W.device, self.value_and_grads, W, V, pairs_subset)
 
     def per_pair(self, W: torch.Tensor, V: torch.Tensor, pairs_subset: Any = None,
                  eigenpairs: Any = None) -> tuple[torch.Tensor, np.ndarray]:
