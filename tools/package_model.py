@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     import sdpcert
     from sdpcert import Certifier, TwoLayerNet, load_mnist
-    from sdpcert.attacks import evaluate_attacks
+    from sdpcert.experiments import ATTACK_OPTIONS, error_vs_eps
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
@@ -66,24 +66,23 @@ def main(argv=None) -> int:
     certifier = Certifier(net)
     pairs = certifier.pair_bounds()
     t_pairs = time.perf_counter() - t0
-    certs = certifier.certify_grid(X, y, [args.eps], ["sdp", "lp"])
-    t1 = time.perf_counter()
-    attacks = evaluate_attacks(net, X, y, args.eps, options={"pgd": {"steps": 40, "restarts": args.restarts},
-                                                             "cw": {"steps": 100}})
-    t_attacks = time.perf_counter() - t1
-    broken = {m: int((certs[(args.eps, m)].certified & attacks["any_fooled"]).sum()) for m in ("sdp", "lp")}
+    methods = ("sdp", "lp")
+    row = error_vs_eps(net, X, y, [args.eps], methods=methods, certifier=certifier,
+                       attack_options={"pgd": {"restarts": args.restarts}})[0]
+    attacks = ("fgsm", "pgd", "cw")
     evaluation = {
-        "eps": args.eps, "n": int(len(y)), "data": "MNIST test" + (f", first {args.limit}" if args.limit else ""),
-        "clean_error": attacks["clean_error"],
-        "attack_errors": attacks["errors"], "any_attack_error": attacks["error"],
-        "attacks": {"fgsm": {}, "pgd": {"steps": 40, "restarts": args.restarts, "loss": "ce"},
-                    "cw": {"steps": 100, "loss": "margin"}},
-        "certified_error": {m: certs[(args.eps, m)].certified_error for m in ("sdp", "lp")},
-        "certified_points_broken": broken,
+        "eps": args.eps, "n": row["n"], "data": "MNIST test" + (f", first {args.limit}" if args.limit else ""),
+        "clean_error": row["clean_error"],
+        "attack_errors": {a: row[f"{a}_error"] for a in attacks}, "any_attack_error": row["any_attack_error"],
+        "attacks": {"fgsm": {}, "pgd": {**ATTACK_OPTIONS["pgd"], "restarts": args.restarts, "loss": "ce"},
+                    "cw": {**ATTACK_OPTIONS["cw"], "loss": "margin"}},
+        "certified_error": {m: row[f"{m}_certified_error"] for m in methods},
+        "certified_points_broken": {m: row[f"{m}_broken"] for m in methods},
         "pair_sdp": {"max_relative_gap": float(np.nanmax(pairs.relative_gap[np.triu_indices(net.k, 1)])),
                      "seconds": t_pairs},
-        "attack_seconds": t_attacks,
+        "attack_seconds": row["attack_seconds"],
     }
+    broken = evaluation["certified_points_broken"]
     print(json.dumps(evaluation, indent=2))
     if any(broken.values()):
         print(f"REFUSED: certified points broken by an attack: {broken}", file=sys.stderr)

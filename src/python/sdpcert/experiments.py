@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
 
 from .attacks import evaluate_attacks
 from .certify import Certifier, check_eps, methods_for
@@ -35,8 +34,9 @@ def error_vs_eps(net: TwoLayerNet, X: Any, y: Any, eps_values: Sequence[float],
                  attack_options: Optional[dict] = None, certifier: Optional[Certifier] = None,
                  progress: Optional[Any] = None) -> list[dict]:
     """One row per radius: ``eps``, ``n``, ``clean_error``, ``<attack>_error`` per attack, ``any_attack_error``,
-    ``<method>_certified_error`` per certification method (default: every method that applies to ``net``) and
-    ``broken`` (certified points that any attack fooled, summed over the methods; 0 for sound certificates).
+    ``<method>_certified_error`` and ``<method>_broken`` (certified points that some attack fooled; 0 for sound
+    certificates) per certification method (default: every method that applies to ``net``), and ``broken``, their
+    sum.
     ``progress(done, total)`` is called after each radius."""
     eps_values = [check_eps(e) for e in eps_values]
     if not eps_values:
@@ -56,12 +56,11 @@ def error_vs_eps(net: TwoLayerNet, X: Any, y: Any, eps_values: Sequence[float],
         for attack in attacks:
             row[f"{attack}_error"] = found["errors"][attack]
         row["any_attack_error"] = found["error"]
-        broken = 0
         for method in methods:
             result = certs[(eps, method)]
             row[f"{method}_certified_error"] = result.certified_error
-            broken += int((result.certified & found["any_fooled"]).sum())
-        row["broken"] = broken
+            row[f"{method}_broken"] = int((result.certified & found["any_fooled"]).sum())
+        row["broken"] = sum(row[f"{method}_broken"] for method in methods)
         row["attack_seconds"] = time.perf_counter() - t0
         rows.append(row)
         if progress is not None:
