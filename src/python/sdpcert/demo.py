@@ -61,6 +61,16 @@ def pgd_attack(net: TwoLayerNet, X: np.ndarray, y: np.ndarray, eps: float, steps
     return fooled, X_adv
 
 
+def _method_entries(per_method: dict, fooled: np.ndarray) -> dict:
+    """Per certification method: certified error and count, and the certified points that PGD broke."""
+    out = {}
+    for method, result in per_method.items():
+        broken = np.flatnonzero(result.certified & fooled)
+        out[method] = {"certified_error": result.certified_error, "certified": int(result.certified.sum()),
+                       "broken": int(len(broken)), "broken_indices": broken.tolist()}
+    return out
+
+
 def _packaged_sdp_nn(X: np.ndarray, y: np.ndarray, rel_tol: float, seed: int, pgd_steps: int,
                      progress: Optional[ProgressFn], say: LogFn) -> dict:
     """The second half of the demo: the packaged SDP-NN (sdpcert.pretrained), certified and attacked at
@@ -78,15 +88,10 @@ def _packaged_sdp_nn(X: np.ndarray, y: np.ndarray, rel_tol: float, seed: int, pg
     with _one_torch_thread():
         fooled, _ = pgd_attack(net, X, y, PACKAGED_EPS, steps=pgd_steps, seed=seed)
     entry = {"eps": PACKAGED_EPS, "n": int(len(y)), "fingerprint": net.fingerprint(),
-             "clean_error": per_method["sdp"].clean_error, "pgd_error": float(fooled.mean()), "methods": {},
+             "clean_error": per_method["sdp"].clean_error, "pgd_error": float(fooled.mean()),
+             "methods": _method_entries(per_method, fooled),
              "full_test_set": pretrained_info("sdp-nn")["evaluation"]}
-    broken_total = 0
-    for method, result in per_method.items():
-        broken = np.flatnonzero(result.certified & fooled)
-        broken_total += len(broken)
-        entry["methods"][method] = {"certified_error": result.certified_error, "certified": int(result.certified.sum()),
-                                    "broken": int(len(broken)), "broken_indices": broken.tolist()}
-    entry["broken_total"] = int(broken_total)
+    entry["broken_total"] = sum(m["broken"] for m in entry["methods"].values())
     entry["seconds"] = time.perf_counter() - t0
     return entry
 
@@ -219,16 +224,8 @@ def run_demo(seconds: float = 60.0, out_dir: str | Path = "sdpcert-demo", eps_li
         t_certify += t1 - t0
         t_attack += t2 - t1
         entry = {"eps": eps, "n": int(len(y)), "clean_error": per_method["sdp"].clean_error,
-                 "pgd_error": float(fooled.mean()), "methods": {}}
-        for method, result in per_method.items():
-            broken = np.flatnonzero(result.certified & fooled)
-            broken_total += len(broken)
-            entry["methods"][method] = {
-                "certified_error": result.certified_error,
-                "certified": int(result.certified.sum()),
-                "broken": int(len(broken)),
-                "broken_indices": broken.tolist(),
-            }
+                 "pgd_error": float(fooled.mean()), "methods": _method_entries(per_method, fooled)}
+        broken_total += sum(m["broken"] for m in entry["methods"].values())
         results.append(entry)
 
     packaged = _packaged_sdp_nn(X, y, rel_tol, seed, pgd_steps, progress, say) if include_packaged else None
