@@ -28,6 +28,17 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test, restored after (a fixed reduction order; faster small GEMMs here)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def random_net():
     """Factory for small seeded TwoLayerNets: ``random_net(d=6, m=5, k=3, activation="relu", seed=0)``."""
     from sdpcert.network import TwoLayerNet

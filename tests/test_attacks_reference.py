@@ -34,12 +34,7 @@ def setup():
     return net, model, X.astype(np.float64), y
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _theirs(attack, model, X, y):

@@ -22,12 +22,7 @@ from sdpcert.torch_ops import (
 BACKENDS = ["core", "torch"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(m, d, k=3, seed=0, dtype=torch.float64):
