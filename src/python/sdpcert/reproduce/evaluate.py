@@ -99,6 +99,21 @@ def _dual_vs_exact(folder: Path, X: np.ndarray, y: np.ndarray, eps: float,
     return rows
 
 
+def _packaged_match(net: TwoLayerNet, name: str = "sdp-nn") -> Optional[dict]:
+    """How far the reproduced SDP-NN is from the packaged one (trained from the same settings and seed): the
+    largest absolute difference over all weights and biases (0.0: bit-identical training)."""
+    from ..pretrained import available, load_pretrained
+
+    if name not in available():
+        return None
+    packaged = load_pretrained(name)
+    if (packaged.W.shape, packaged.V.shape) != (net.W.shape, net.V.shape):
+        return {"name": name, "max_abs_difference": None}
+    diff = max(float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+               for a, b in ((packaged.W, net.W), (packaged.b, net.b), (packaged.V, net.V), (packaged.b2, net.b2)))
+    return {"name": name, "max_abs_difference": diff}
+
+
 def evaluate_network(out: Path, spec: NetworkSpec, data: Optional[str], settings: EvalSettings,
                      trained: dict, log: Optional[Callable[[str], None]] = None) -> dict:
     """Measure the trained network of ``spec`` (see the module docstring); returns and writes the result record."""
@@ -112,11 +127,15 @@ def evaluate_network(out: Path, spec: NetworkSpec, data: Optional[str], settings
     folder = run_folder(out, spec, data)
     net = TwoLayerNet.load(folder / MODEL_NAME)
     X, y = load_test_set(data, settings.test_limit)
+    say = log if log is not None else (lambda line: None)
     certifier = Certifier(net)
     pairs = certifier.pair_bounds()
     radii = sorted(set(settings.eps_curve) | {settings.eps}) if spec.key == "sdp" else [settings.eps]
+    say(f"  45 pair SDPs solved in {pairs.seconds:.1f} s; certifying {len(y)} test images (SDP, spectral, Frobenius, "
+        f"LP) and attacking them (FGSM, PGD {settings.pgd_steps}x{settings.pgd_restarts}, CW {settings.cw_steps}) "
+        f"at eps {', '.join(f'{e:g}' for e in radii)}")
     rows = error_vs_eps(net, X, y, radii, methods=METHODS, attack_options=_attack_options(settings),
-                        certifier=certifier)
+                        certifier=certifier, progress=lambda done, total: say(f"  radius {done}/{total} done"))
     broken = sum(row["broken"] for row in rows)
     if broken:
         raise SdpcertError(f"{spec.name}: {broken} certified points were broken by an attack: a certificate is "
@@ -134,6 +153,7 @@ def evaluate_network(out: Path, spec: NetworkSpec, data: Optional[str], settings
                            "mean_upper": float(upper.mean())},
               "schedule_check": _schedule_check(folder, net, trained["epochs"], X, y, settings),
               "dual_vs_exact": _dual_vs_exact(folder, X, y, settings.eps, log) if spec.key == "sdp" else [],
+              "packaged_match": _packaged_match(net) if spec.key == "sdp" else None,
               "history": json.loads((folder / LOG_JSON_NAME).read_text())["epochs"]}
     record["eval_seconds"] = time.perf_counter() - t_start
     path.parent.mkdir(parents=True, exist_ok=True)

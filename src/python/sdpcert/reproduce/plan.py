@@ -106,7 +106,7 @@ PAPER = {
 PAPER_NOTES = {
     "sdp": "§6.2: clean 4.2%, PGD 16% in the text (15% in Table 1), certified 35%; Table 1: LP bound 99%",
     "lp": "Table 1 (network provided by Wong & Kolter): PGD 22%, SDP bound 93%, LP bound 26%",
-    "at": "§6.2: PGD 11% (read off Fig. 3a in the text)",
+    "at": "§6.2 text, citing Fig. 3a: PGD 11%",
 }
 
 

@@ -59,7 +59,7 @@ def _differences(records: dict) -> list[str]:
         if key not in records:
             continue
         ev = records[key]["eval"]
-        parts = [f"{column.replace('_error', '').replace('_', ' ')} {_pct(ev[column])} vs the paper's "
+        parts = [f"{dict(_COLUMNS)[column]} {_pct(ev[column])} vs the paper's "
                  f"{_pct(value, 1)} ({100 * (ev[column] - value):+.1f} points)" for column, value in paper.items()]
         lines.append(f"- {records[key]['name']}: " + "; ".join(parts) + f". (Paper: {PAPER_NOTES[key]}.)")
     return lines
@@ -146,6 +146,12 @@ def write_report(records: dict, out: Path, quick: bool, command: str, figure_sec
               f"**Soundness:** {broken} certified points broken by any attack, over all networks, radii and bounds.", "",
               "## All networks", ""] + _all_networks(records, keys)
     lines += ["", "Differences from the paper:", ""] + _differences(records)
+    match = records.get("sdp", {}).get("packaged_match")
+    if match and match.get("max_abs_difference") is not None:
+        same = ("bit-identical to" if match["max_abs_difference"] == 0 else
+                f"within {match['max_abs_difference']:.3g} (largest weight difference) of")
+        lines += ["", f"The SDP-NN trained here is {same} the packaged `{match['name']}` model, trained earlier from "
+                      "the same settings and seed (`sdpcert.pretrained.load_pretrained`)."]
     lines += ["", "## Table 1: SDP-NN against LP-NN", ""] + table1_lines(records)
     lines += ["", "## Figure 2: upper bounds for every network", "", "![Fig. 2](fig2.png)", "",
               "Numbers: `fig2.csv`. " + _tightness(records, keys), "",
