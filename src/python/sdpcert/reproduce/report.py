@@ -77,7 +77,7 @@ def _tightness(records: dict, keys: list[str]) -> str:
             f"{len(keys)} networks and strictly tighter on {len(strictly)} ({', '.join(strictly) or 'none'}).")
 
 
-def _timing(records: dict, keys: list[str], figure_seconds: float) -> list[str]:
+def _timing(records: dict, keys: list[str], figure_seconds: float, quick: bool) -> list[str]:
     lines = ["| network | epochs | schedule | training | evaluation |", "|---|---|---|---|---|"]
     total = figure_seconds
     for key in keys:
@@ -86,8 +86,11 @@ def _timing(records: dict, keys: list[str], figure_seconds: float) -> list[str]:
         total += tr["train_seconds"] + rec["eval_seconds"]
         lines.append(f"| {rec['name']} | {tr['epochs']} | {tr.get('schedule', '')} | {_minutes(tr['train_seconds'])} | "
                      f"{_minutes(rec['eval_seconds'])} |")
+    budget = (10 if quick else 90) * 60
     lines += ["", f"Total: **{_minutes(total)}** of computation (training as logged per epoch, evaluation, figures "
-                  f"{figure_seconds:.0f} s), summed over the stages whatever session ran them."]
+                  f"{figure_seconds:.0f} s), summed over the stages whatever session ran them; "
+                  f"{'within' if total <= budget else 'over'} the {budget // 60}-minute budget of a "
+                  f"{'--quick' if quick else 'full'} run on a 2-core machine."]
     return lines
 
 
@@ -175,7 +178,7 @@ def write_report(records: dict, out: Path, quick: bool, command: str, figure_sec
                      "below the exact one at some snapshot (possible only within the exact solver's relative gap)")
             lines += ["", f"Over {len(gaps)} snapshots the dual certificate is {where}; difference from "
                           f"{100 * min(gaps):+.2f} to {100 * max(gaps):+.2f} points, mean {100 * sum(gaps) / len(gaps):+.2f}."]
-    lines += ["", "## Schedules and time", ""] + _timing(records, keys, figure_seconds)
+    lines += ["", "## Schedules and time", ""] + _timing(records, keys, figure_seconds, quick)
     lines += ["", "Schedule check: PGD error of the half-way snapshot against the final network on the same test "
                   "images. Where they agree, training longer would not change the robust error.", ""]
     lines += _schedule_checks(records, keys)
