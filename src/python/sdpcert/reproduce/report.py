@@ -177,11 +177,17 @@ def write_report(records: dict, out: Path, quick: bool, command: str, figure_sec
                      "the dual that the exact solver minimizes" if min(gaps) >= 0 else
                      "below the exact one at some snapshot (possible only within the exact solver's relative gap)")
             lines += ["", f"Over {len(gaps)} snapshots the dual certificate is {where}; difference from "
-                          f"{100 * min(gaps):+.2f} to {100 * max(gaps):+.2f} points, mean {100 * sum(gaps) / len(gaps):+.2f}."]
+                          f"{100 * min(gaps):+.2f} to {100 * max(gaps):+.2f} points, mean {100 * sum(gaps) / len(gaps):+.2f}, "
+                          f"and {100 * gaps[-1]:+.2f} points at the last snapshot (epoch {rows[-1]['epoch']})."]
     lines += ["", "## Schedules and time", ""] + _timing(records, keys, figure_seconds, quick)
     lines += ["", "Schedule check: PGD error of the half-way snapshot against the final network on the same test "
                   "images. Where they agree, training longer would not change the robust error.", ""]
     lines += _schedule_checks(records, keys)
+    moved = [f"{records[k]['name']} ({100 * (c['pgd_error_final'] - c['pgd_error_half']):+.1f} points)"
+             for k in keys if (c := records[k].get("schedule_check"))
+             and abs(c["pgd_error_final"] - c["pgd_error_half"]) > 0.01]
+    lines += ["", "PGD error moved by more than 1 point in the second half of training for: "
+              + (", ".join(moved) if moved else "none") + "."]
     lines += ["", "Exact pair SDPs (45 per network): " + "; ".join(
         f"{records[k]['name']} {records[k]['pair_sdp']['seconds']:.1f} s (max relative gap "
         f"{records[k]['pair_sdp']['max_relative_gap']:.1e})" for k in keys) + ".", ""]
