@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "weighted) and LP-NN on MNIST; certify each with the SDP, spectral, Frobenius "
                                      "and LP bounds and attack it with FGSM, PGD and CW; write Fig. 2, 3a, 3b, 4a, 4b "
                                      "(PNG + CSV), table1.md and REPORT.md next to the paper's numbers. Stages are "
-                                     "kept in DIR: a rerun resumes. Full: ~90 minutes on 2 cores; --quick: minutes.")
+                                     "kept in DIR: a rerun resumes. Full: ~80 minutes on 2 cores; --quick: 1-3 minutes.")
     rep.add_argument("--out", metavar="DIR", required=True, help="output folder (networks/, results/, figures, report)")
     rep.add_argument("--quick", action="store_true",
                      help="a few epochs on 2,000 training / 500 test images: checks the pipeline in minutes")
