@@ -60,7 +60,7 @@ from .certify import certify_with_growth
 from .errors import SdpcertError
 from .network import TwoLayerNet
 
-__all__ = ["TrainConfig", "OBJECTIVES", "train", "Trainer", "torch_threads", "certified_error_from_growth", "multiclass_hinge",
+__all__ = ["TrainConfig", "OBJECTIVES", "train", "Trainer", "load_split", "torch_threads", "certified_error_from_growth", "multiclass_hinge",
            "pgd_torch", "CHECKPOINT_NAME", "MODEL_NAME", "LOG_JSON_NAME", "LOG_CSV_NAME"]
 
 OBJECTIVES = ("nt", "fro", "spe", "at", "sdp", "sdp-weighted", "lp")
@@ -209,13 +209,14 @@ def _dual_growth(reg: Any, net: TwoLayerNet) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------------- data
-def _load_split(config: TrainConfig, split: str, limit: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+def load_split(data: Optional[str], split: str, limit: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``split`` of full MNIST from the folder ``data``, or of the packaged sample when ``data`` is None (float32)."""
     from .data import load_mnist, load_mnist_sample
 
-    if config.data is not None:
-        if not Path(config.data).is_dir():
-            raise SdpcertError(f"data folder {config.data} does not exist (it should hold the MNIST IDX files)")
-        return load_mnist(split, folder=config.data, limit=limit, dtype=np.float32)
+    if data is not None:
+        if not Path(data).is_dir():
+            raise SdpcertError(f"data folder {data} does not exist (it should hold the MNIST IDX files)")
+        return load_mnist(split, folder=data, limit=limit, dtype=np.float32)
     return load_mnist_sample(split, limit=limit, dtype=np.float32)
 
 
@@ -483,8 +484,8 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
 
     if not isinstance(config, TrainConfig):
         raise SdpcertError(f"train needs a TrainConfig; got {type(config).__name__}")
-    X, y = _load_split(config, "train", config.limit)
-    X_test, y_test = _load_split(config, "test", config.test_limit)
+    X, y = load_split(config.data, "train", config.limit)
+    X_test, y_test = load_split(config.data, "test", config.test_limit)
     out_dir = Path(config.out_dir) if config.out_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,21 +27,13 @@ from ..certify import METHODS, Certifier
 from ..errors import SdpcertError
 from ..experiments import error_vs_eps
 from ..network import TwoLayerNet
-from ..train import LOG_JSON_NAME, MODEL_NAME
+from ..train import LOG_JSON_NAME, MODEL_NAME, load_split
 from .plan import EvalSettings, NetworkSpec
 from .training import run_folder
 
-__all__ = ["evaluate_network", "load_test_set", "result_path"]
+__all__ = ["evaluate_network", "result_path"]
 
 _SNAPSHOT = re.compile(r"model_epoch(\d+)\.npz$")
-
-
-def load_test_set(data: Optional[str], limit: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
-    from ..data import load_mnist, load_mnist_sample
-
-    if data is None:
-        return load_mnist_sample("test", limit=limit)
-    return load_mnist("test", folder=data, limit=limit)
 
 
 def result_path(out: Path, spec: NetworkSpec) -> Path:
@@ -77,16 +69,16 @@ def _schedule_check(folder: Path, net: TwoLayerNet, epochs: int, X: np.ndarray, 
             "pgd_error_half": at_half["errors"]["pgd"], "pgd_error_final": at_end["errors"]["pgd"]}
 
 
-def _dual_vs_exact(folder: Path, X: np.ndarray, y: np.ndarray, eps: float,
+def _dual_vs_exact(folder: Path, history: list[dict], X: np.ndarray, y: np.ndarray, eps: float,
                    log: Optional[Callable[[str], None]]) -> list[dict]:
     """Fig. 4b: per snapshot epoch, the logged dual certificate against the exact pair SDPs' certificate."""
-    history = {row["epoch"]: row for row in json.loads((folder / LOG_JSON_NAME).read_text())["epochs"]}
+    by_epoch = {row["epoch"]: row for row in history}
     rows = []
     for epoch, path in _snapshots(folder).items():
         t0 = time.perf_counter()
         certifier = Certifier(TwoLayerNet.load(path))
         exact = certifier.certify(X, y, eps, "sdp")
-        logged = history.get(epoch, {})
+        logged = by_epoch.get(epoch, {})
         rows.append({"epoch": epoch, "eps": eps, "n": int(len(y)),
                      "dual_certified_error": logged.get("dual_certified_error"),
                      "exact_sdp_certified_error": exact.certified_error, "clean_error": exact.clean_error,
@@ -126,7 +118,8 @@ def evaluate_network(out: Path, spec: NetworkSpec, data: Optional[str], settings
     t_start = time.perf_counter()
     folder = run_folder(out, spec, data)
     net = TwoLayerNet.load(folder / MODEL_NAME)
-    X, y = load_test_set(data, settings.test_limit)
+    X, y = load_split(data, "test", settings.test_limit)
+    history = json.loads((folder / LOG_JSON_NAME).read_text())["epochs"]
     say = log if log is not None else (lambda line: None)
     certifier = Certifier(net)
     pairs = certifier.pair_bounds()
@@ -152,9 +145,9 @@ def evaluate_network(out: Path, spec: NetworkSpec, data: Optional[str], settings
               "pair_sdp": {"seconds": pairs.seconds, "max_relative_gap": float(np.max((upper - lower) / upper)),
                            "mean_upper": float(upper.mean())},
               "schedule_check": _schedule_check(folder, net, trained["epochs"], X, y, settings),
-              "dual_vs_exact": _dual_vs_exact(folder, X, y, settings.eps, log) if spec.key == "sdp" else [],
+              "dual_vs_exact": _dual_vs_exact(folder, history, X, y, settings.eps, log) if spec.key == "sdp" else [],
               "packaged_match": _packaged_match(net) if spec.key == "sdp" else None,
-              "history": json.loads((folder / LOG_JSON_NAME).read_text())["epochs"]}
+              "history": history}
     record["eval_seconds"] = time.perf_counter() - t_start
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))

@@ -30,6 +30,13 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
 def _bars(ax, labels: Sequence[str], series: dict[str, list[float]], ylabel: str = "error on the test set (%)"):
     import numpy as np
 
@@ -63,10 +70,7 @@ def fig2(records: dict, out: Path) -> list[Path]:
     _bars(ax, [r["network"] for r in rows], series)
     ax.set_title(f"Fig. 2: upper bounds on the adversarial error, eps = {records[keys[0]]['eval']['eps']:g} "
                  f"(n = {records[keys[0]]['eval']['n']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "fig2.png", dpi=120)
-    plt.close(fig)
-    return [write_csv(rows, out / "fig2.csv"), out / "fig2.png"]
+    return [write_csv(rows, out / "fig2.csv"), _save(fig, out / "fig2.png")]
 
 
 def fig3a(records: dict, out: Path) -> list[Path]:
@@ -78,10 +82,7 @@ def fig3a(records: dict, out: Path) -> list[Path]:
     _bars(ax, [r["network"] for r in rows], {"SDP certified error (upper bound)": [r["sdp_certified_error"] for r in rows],
                                              "PGD error (lower bound)": [r["pgd_error"] for r in rows]})
     ax.set_title("Fig. 3a: upper (SDP) and lower (PGD) bound on the adversarial error", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "fig3a.png", dpi=120)
-    plt.close(fig)
-    return [write_csv(rows, out / "fig3a.csv"), out / "fig3a.png"]
+    return [write_csv(rows, out / "fig3a.csv"), _save(fig, out / "fig3a.png")]
 
 
 def fig3b(records: dict, out: Path) -> list[Path]:
@@ -114,10 +115,8 @@ def fig4a(records: dict, out: Path) -> list[Path]:
     right.legend(fontsize=8)
     right.set_title("during training (test set, proven dual bound)", fontsize=9)
     fig.suptitle("Fig. 4a: weighted vs unweighted regularization", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "fig4a.png", dpi=120)
-    plt.close(fig)
-    return [write_csv(rows, out / "fig4a.csv"), write_csv(curves, out / "fig4a_training.csv"), out / "fig4a.png"]
+    return [write_csv(rows, out / "fig4a.csv"), write_csv(curves, out / "fig4a_training.csv"),
+            _save(fig, out / "fig4a.png")]
 
 
 def fig4b(records: dict, out: Path) -> list[Path]:
@@ -137,10 +136,7 @@ def fig4b(records: dict, out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Fig. 4b: SDP-NN, dual certificate vs exact SDP", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "fig4b.png", dpi=120)
-    plt.close(fig)
-    return [write_csv(rows, out / "fig4b.csv"), out / "fig4b.png"]
+    return [write_csv(rows, out / "fig4b.csv"), _save(fig, out / "fig4b.png")]
 
 
 def write_figures(records: dict, out: Path) -> list[Path]:

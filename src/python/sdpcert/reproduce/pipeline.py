@@ -4,6 +4,7 @@ stopped and a network's results can be produced on their own (``networks=``)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -26,10 +27,6 @@ def reproduce(out: str | Path, data: Optional[str], quick: bool = False, only: O
     the figures and the report use every network evaluated so far in ``out``.
 
     Returns dict(records={key: evaluation record}, files=[written paths], seconds)."""
-    import json
-
-    import torch
-
     log = log or (lambda line: None)
     specs = networks(quick)
     keys = list(specs) if only is None else list(only)
@@ -40,7 +37,6 @@ def reproduce(out: str | Path, data: Optional[str], quick: bool = False, only: O
     out.mkdir(parents=True, exist_ok=True)
     settings = EVAL[quick]
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
     for index, key in enumerate(keys, 1):
         spec = specs[key]
         log(f"[{index}/{len(keys)}] {spec.name}: train")
@@ -48,7 +44,6 @@ def reproduce(out: str | Path, data: Optional[str], quick: bool = False, only: O
         log(f"  {'reused' if trained['reused'] else 'trained'} {spec.name} ({trained['epochs']} epochs, "
             f"{trained['train_seconds'] / 60:.1f} min of training)")
         log(f"[{index}/{len(keys)}] {spec.name}: evaluate")
-        torch.set_num_threads(max(threads, 1))  # training may have set its own; attacks use every core
         record = evaluate_network(out, spec, data, settings, trained, log=log)
         log(f"  {'reused' if record['reused'] else 'evaluated'} {spec.name} ({record['eval_seconds'] / 60:.1f} min)")
     records = {}

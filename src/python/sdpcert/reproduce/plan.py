@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import __version__
@@ -85,12 +85,9 @@ class EvalSettings:
     cw_steps: int = 100
     test_limit: int | None = None  # None: all 10,000 test images
     schedule_check_n: int = 1000  # test images for the half-way snapshot's PGD error
-    extra: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return {"eps": self.eps, "eps_curve": list(self.eps_curve), "pgd_steps": self.pgd_steps,
-                "pgd_restarts": self.pgd_restarts, "cw_steps": self.cw_steps, "test_limit": self.test_limit,
-                "schedule_check_n": self.schedule_check_n}
+    def to_dict(self) -> dict:  # as stored in the JSON records (lists, not tuples), to compare with them
+        return {**asdict(self), "eps_curve": list(self.eps_curve)}
 
 
 EVAL = {False: EvalSettings(),
