@@ -244,26 +244,28 @@ def _pct(value: float) -> str:
     return f"{100.0 * value:.1f}"
 
 
-def _print_errors(console: Any, title: str, rows: list[dict], methods: Sequence[str], with_pgd: bool) -> None:
-    """Title line, table, legend. rows: {"eps", "clean_error", ["pgd_error"], "certified_error": {method: value}}."""
+def _error_table(attack_names: Sequence[str], methods: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+    """The rich table of error percentages: eps, clean, one column per attack, one per certification method."""
     from rich.table import Table
 
+    table = Table()
+    headers = ["eps", "\nclean\nerror %", *(f"\n{name}\nerror %" for name in attack_names),
+               *(f"{method}\ncertified\nerror %" for method in methods)]
+    for header in headers:
+        table.add_column(header, justify="right")
+    for cells in rows:
+        table.add_row(*cells)
+    return table
+
+
+def _print_errors(console: Any, title: str, rows: list[dict], methods: Sequence[str], with_pgd: bool) -> None:
+    """Title line, table, legend. rows: {"eps", "clean_error", ["pgd_error"], "certified_error": {method: value}}."""
     legend = "clean: misclassified; certified error: not proven robust (an upper bound on the robust error)"
     if with_pgd:
         legend += "; PGD: fooled by the attack (a lower bound)"
-    table = Table()
-    table.add_column("eps", justify="right")
-    table.add_column("\nclean\nerror %", justify="right")
-    if with_pgd:
-        table.add_column("\nPGD\nerror %", justify="right")
-    for method in methods:
-        table.add_column(f"{method}\ncertified\nerror %", justify="right")
-    for row in rows:
-        cells = [f"{row['eps']:g}", _pct(row["clean_error"])]
-        if with_pgd:
-            cells.append(_pct(row["pgd_error"]))
-        cells += [_pct(row["certified_error"][m]) for m in methods]
-        table.add_row(*cells)
+    table = _error_table(["PGD"] if with_pgd else [], methods, [
+        [f"{row['eps']:g}", _pct(row["clean_error"]), *([_pct(row["pgd_error"])] if with_pgd else []),
+         *(_pct(row["certified_error"][m]) for m in methods)] for row in rows])
     console.print(title, highlight=False, soft_wrap=True, markup=False)
     console.print(table)
     console.print(legend, highlight=False, soft_wrap=True, markup=False)
@@ -405,8 +407,6 @@ def _print_attack_table(console: Any, title: str, rows: list[dict], attacks: Seq
                         methods: Sequence[str]) -> None:
     """Title line, table, legend. rows: {"eps", "clean_error", "attacks": {a: {"error"}}, "any_error",
     ["certified": {method: {"certified_error"}}]}; certified columns only for the given methods."""
-    from rich.table import Table
-
     names = [_ATTACK_NAMES[a] for a in attacks]
     legend = (f"clean: misclassified; {'/'.join(names)}: misclassified after the attack (a lower bound on the robust "
               f"error)")
@@ -415,22 +415,10 @@ def _print_attack_table(console: Any, title: str, rows: list[dict], attacks: Seq
         legend += "; any: fooled by at least one attack"
     if methods:
         legend += "; certified error: not proven robust (an upper bound on the robust error)"
-    table = Table()
-    table.add_column("eps", justify="right")
-    table.add_column("\nclean\nerror %", justify="right")
-    for name in names:
-        table.add_column(f"\n{name}\nerror %", justify="right")
-    if with_any:
-        table.add_column("\nany\nerror %", justify="right")
-    for method in methods:
-        table.add_column(f"{method}\ncertified\nerror %", justify="right")
-    for row in rows:
-        cells = [f"{row['eps']:g}", _pct(row["clean_error"])]
-        cells += [_pct(row["attacks"][a]["error"]) for a in attacks]
-        if with_any:
-            cells.append(_pct(row["any_error"]))
-        cells += [_pct(row["certified"][m]["certified_error"]) for m in methods]
-        table.add_row(*cells)
+    table = _error_table(names + (["any"] if with_any else []), methods, [
+        [f"{row['eps']:g}", _pct(row["clean_error"]), *(_pct(row["attacks"][a]["error"]) for a in attacks),
+         *([_pct(row["any_error"])] if with_any else []),
+         *(_pct(row["certified"][m]["certified_error"]) for m in methods)] for row in rows])
     console.print(title, highlight=False, soft_wrap=True, markup=False)
     width = console.width
     try:  # natural width (up to 160): no truncated headers with all columns on an 80-column terminal or pipe
