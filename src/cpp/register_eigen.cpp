@@ -30,6 +30,23 @@ Mat checked_starts(const std::optional<RowMat>& start, Index P, Index D) {
   return start->transpose();
 }
 
+// The dual variables of P pairs: shape (P, D), finite.
+void require_pair_cs(const RowMat& cs, Index P, Index D) {
+  require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
+  require_finite(cs, "cs");
+}
+
+// Lanczos options from the Python arguments, checked; callers set the rest.
+LanczosOptions checked_lanczos_options(double tol, int max_iter, uint64_t seed) {
+  require(max_iter >= 1, "max_iter must be >= 1");
+  require(tol > 0 && std::isfinite(tol), "tol must be positive and finite");
+  LanczosOptions opt;
+  opt.tol = tol;
+  opt.max_iter = max_iter;
+  opt.seed = seed;
+  return opt;
+}
+
 // values, vectors (P, D), residuals, iterations, status of a Lanczos run, into `out`.
 void put_eigenpairs(py::dict& out, const LanczosResult& r) {
   py::list status;
@@ -48,22 +65,16 @@ py::dict top_eigenpairs_py(Eigen::Ref<const Mat> W, const RowMat& V, const py::a
                            int threads, bool dense_fallback, bool exact_residuals, bool float32_matvecs) {
   require_network(W, V);
   const Pairs pairs = to_pairs(pairs_in, V.rows());
-  require(max_iter >= 1, "max_iter must be >= 1");
+  LanczosOptions opt = checked_lanczos_options(tol, max_iter, seed);
   require(basis_size >= 2, "basis_size must be >= 2");
   const Index D = pair_dim(W.rows(), W.cols()), P = pairs.rows();
-  require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
-  require_finite(cs, "cs");
-  require(tol > 0 && std::isfinite(tol), "tol must be positive and finite");
+  require_pair_cs(cs, P, D);
   const Mat startT = checked_starts(start, P, D);
   Mat vs = pair_differences(V, pairs), csT = cs.transpose();
   LanczosResult r;
   {
     py::gil_scoped_release release;
-    LanczosOptions opt;
-    opt.tol = tol;
-    opt.max_iter = max_iter;
     opt.basis_size = basis_size;
-    opt.seed = seed;
     opt.threads = threads <= 0 ? available_threads() : threads;
     opt.dense_fallback = dense_fallback;
     opt.exact_residuals = exact_residuals;
@@ -85,8 +96,7 @@ py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const py::arr
   require_network(W, V);
   const Pairs pairs = to_pairs(pairs_in, V.rows());
   const Index D = pair_dim(W.rows(), W.cols()), P = pairs.rows();
-  require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
-  require_finite(cs, "cs");
+  require_pair_cs(cs, P, D);
   Vec bounds(P), dual(P);
   {
     py::gil_scoped_release release;
@@ -128,21 +138,15 @@ py::dict pair_penalty_step_py(const py::array_t<float, py::array::c_style | py::
   require_finite(V, "V");
   const Pairs pairs = to_pairs(pairs_in, V.rows());
   const Index D = pair_dim(m, d), P = pairs.rows();
-  require(cs.rows() == P && cs.cols() == D, "cs must have shape " + shape_str(P, D));
-  require_finite(cs, "cs");
+  require_pair_cs(cs, P, D);
   require(g.size() == P, "g must have one weight per pair");
   require_finite(g, "g");
-  require(max_iter >= 1, "max_iter must be >= 1");
-  require(tol > 0 && std::isfinite(tol), "tol must be positive and finite");
+  LanczosOptions opt = checked_lanczos_options(tol, max_iter, seed);
   const Mat startT = checked_starts(start, P, D);
   const Mat vs = pair_differences(V, pairs), csT = cs.transpose();
   PenaltyStep step;
   {
     py::gil_scoped_release release;
-    LanczosOptions opt;
-    opt.tol = tol;
-    opt.max_iter = max_iter;
-    opt.seed = seed;
     opt.threads = 1;
     opt.dense_fallback = false;
     opt.exact_residuals = false;
