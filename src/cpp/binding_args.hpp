@@ -4,10 +4,6 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <cfloat>
-#include <cmath>
-#include <limits>
-
 #include "checks.hpp"
 
 namespace sdpcert {
@@ -39,34 +35,6 @@ inline void require_network(const Eigen::Ref<const Mat>& W, const RowMat& V) {
                                     "; got " + shape_str(V.rows(), V.cols()));
   require_finite(W, "W");
   require_finite(V, "V");
-}
-
-// Exponent e with 2^e * max|x| in [0.5, 1), or 0 when max|x| is already within 2^+-64 (squares and sums of
-// products then stay far from overflow and underflow, and the copy is not worth making). Scaling by a power of two
-// is exact unless it overflows or lands in the subnormals, which `exactly_scalable` rules out.
-template <class Derived>
-int balancing_exponent(const Eigen::DenseBase<Derived>& x) {
-  const double mx = x.derived().cwiseAbs().maxCoeff();
-  if (!(mx > 0.0) || !std::isfinite(mx)) return 0;
-  int e = 0;
-  std::frexp(mx, &e);
-  return (e > -64 && e < 64) ? 0 : -e;
-}
-
-// Multiplying by 2^e is exact unless a result overflows or (for e < 0) lands below the normal range, where bits
-// are lost: checking the largest and the smallest non-zero magnitude decides it for every entry.
-template <class Derived>
-bool exactly_scalable(const Eigen::DenseBase<Derived>& x, int e) {
-  const auto& d = x.derived();
-  double mx = 0.0, mn = std::numeric_limits<double>::infinity();
-  for (Index j = 0; j < d.cols(); ++j)
-    for (Index i = 0; i < d.rows(); ++i) {
-      const double a = std::abs(d(i, j));
-      if (a > mx) mx = a;
-      if (a > 0.0 && a < mn) mn = a;
-    }
-  if (!std::isfinite(std::ldexp(mx, e))) return false;
-  return e >= 0 || !(mn < std::numeric_limits<double>::infinity()) || std::ldexp(mn, e) >= DBL_MIN;
 }
 
 }  // namespace sdpcert

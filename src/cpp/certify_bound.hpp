@@ -1,17 +1,31 @@
 // Rigorous (floating-point-proof) upper bounds for the pair SDP and for lambda_max(M - diag c).
 //
-// Everything here turns a float computation into a *proof*. The statements proved are written next to the code;
-// the tools are
-//   (H1) inner products: |fl(x^T y) - x^T y| <= gamma_n |x|^T |y| for length n, in any summation order, with or
-//        without FMA (Higham, Accuracy and Stability, §3.1 and Lemma 3.4); one extra rounded product per factor
-//        adds one to n;
+// Everything here turns a float computation into a *proof*, over the whole double range (subnormals included). The
+// statements proved are written next to the code; the tools are
+//   (U)  the rounding model with underflow (common.hpp): fl(a op b) = (a op b)(1 + delta) + eta, |delta| <= u,
+//        |eta| <= 2^-1075, eta = 0 for + and -. A product or quotient that lands in the subnormals errs by an
+//        ABSOLUTE eta, so every bound below carries an absolute term next to its relative one, and every computed
+//        bound is itself rounded up (up::add/mul/div/sqrt: the next float above an exactly rounded result, >= the
+//        exact value also under underflow) before it enters a later product: an underflowed intermediate times a
+//        large factor is thereby accounted for, not silently amplified. Overflow yields +inf or NaN, which every
+//        proof refuses (no proof, never a smaller bound).
+//   (H1) inner products: |fl(x^T y) - x^T y| <= gamma_n |x|^T |y| + n 2^-1075 (1 + gamma_n) for length n, in any
+//        summation order, with or without FMA (Higham, Accuracy and Stability, §3.1 and Lemma 3.4, plus one eta per
+//        rounded product under (U)); one extra rounded product per factor adds one to n (and one eta, times the
+//        magnitude of the factors applied after it);
 //   (H2) Cholesky: if floating-point Cholesky of a symmetric float matrix X (size n) runs to completion with
-//        positive pivots, then R^T R = X + dX with |dX| <= gamma_{n+1} |R^T||R| (Higham Thm 10.3, any ordering of
-//        the inner products, so Eigen's blocked LLT is covered). Since ||R e_i||^2 = X_ii + dX_ii <= X_ii +
-//        gamma_{n+1} ||R e_i||^2, we get || |R^T||R| ||_2 <= ||R||_F^2 <= tr(X) / (1 - gamma_{n+1}), hence
-//              X >= -rho I,   rho = gamma_{n+1} / (1 - gamma_{n+1}) * tr(X)  (+ an underflow allowance).
+//        positive pivots, then R^T R = X + dX with |dX| <= gamma_{n+2} |R^T||R| + eps_C 1 1^T (Higham Thm 10.3, any
+//        ordering of the inner products, so Eigen's blocked LLT is covered; n+2 instead of n+1 because its blocked
+//        triangular solve multiplies by a rounded reciprocal of the pivot; eps_C is the underflow term derived at
+//        cholesky_lower_bound). Since ||R e_i||^2 = X_ii + dX_ii <= X_ii + gamma ||R e_i||^2 + eps_C, we get
+//        || |R^T||R| ||_2 <= ||R||_F^2 <= (tr(X) + n eps_C) / (1 - gamma), hence
+//              X >= -rho I,   rho = gamma / (1 - gamma) (tr(X) + n eps_C) + n eps_C.
 //        This is the argument behind Rump's shifted-Cholesky test (BIT 2006).
 //   (H3) Weyl: lambda_min(X + E) >= lambda_min(X) - ||E||_2, and ||E||_2 <= || |E| ||_2 <= sqrt(||E||_1 ||E||_inf).
+// The bounds stay tight only when the data are balanced (magnitudes near 1): the entry points balance W and v by
+// exact powers of two first (scaling.hpp), so on ordinary and on extreme nets alike the underflow terms are ~1e-300
+// absolute against bounds of order 1. Unbalanced data (a dynamic range wider than the double range allows to
+// balance) still get sound, possibly infinite, bounds.
 #pragma once
 
 #include <Eigen/Cholesky>
@@ -21,6 +35,7 @@
 
 #include "common.hpp"
 #include "parallel.hpp"
+#include "scaling.hpp"
 
 namespace sdpcert {
 
@@ -31,6 +46,13 @@ struct CholeskyProof {
 };
 
 // Attempts (H2) on the symmetric float matrix X (only its lower triangle is read). Destroys nothing.
+//
+// Underflow term eps_C (per entry of dX, under (U)): entry (i, j), j <= i, of R^T R = X + dX comes from
+// L_ij = (X_ij - sum_{k<j} L_ik L_jk) / L_jj (or times fl(1 / L_jj), which cannot underflow: X finite gives
+// L_jj <= 2^512) or from L_jj = sqrt(X_jj - sum_k L_jk^2) (a square root never underflows). The at most j - 1
+// products each err by <= 2^-1075 absolute, and the final division or reciprocal product by <= 2^-1075, which
+// multiplying back by L_jj turns into <= L_jj 2^-1075. With the (1 + gamma) factors these meet, |dX_ij| exceeds
+// its relative part by at most eps_C = (n + max_j L_jj) 2^-1074.
 inline CholeskyProof cholesky_lower_bound(const Mat& X) {
   CholeskyProof out;
   const Index n = X.rows();
@@ -41,28 +63,43 @@ inline CholeskyProof cholesky_lower_bound(const Mat& X) {
   }
   Eigen::LLT<Mat, Eigen::Lower> llt(X);
   if (llt.info() != Eigen::Success) return out;
-  // Eigen's test is `pivot <= 0`, which lets NaN through: check the factor ourselves.
+  // Eigen's test is `pivot <= 0`, which lets NaN through: check the factor ourselves (an overflowed off-diagonal
+  // entry makes a later pivot NaN; the finiteness check of the whole factor is belt and braces).
   const Mat& L = llt.matrixLLT();
+  double l_max = 0.0;
   for (Index i = 0; i < n; ++i) {
     if (!(L(i, i) > 0.0) || !std::isfinite(L(i, i))) return out;
+    l_max = std::max(l_max, L(i, i));
   }
-  const double g = gamma_n(static_cast<double>(n + 1));
-  // Underflow allowance: each of the n^2 products may lose up to the smallest normal number (Rump's eta-term,
-  // generously bounded).
-  const double underflow = 4.0 * static_cast<double>((n + 2) * (n + 2)) * DBL_MIN;
-  out.rho = round_up_sum(g / (1.0 - g) * round_up_sum(trace, static_cast<double>(n)) + underflow, 3);
+  if (!L.triangularView<Eigen::Lower>().toDenseMatrix().allFinite()) return out;
+  const double nd = static_cast<double>(n);
+  const double g = gamma_n(nd + 2.0);
+  const double g_ratio = up::div(g, std::nextafter(1.0 - g, 0.0));  // >= gamma / (1 - gamma)
+  const double eps_c = up::mul(up::add(nd, l_max), kUnderflowUnit);
+  const double n_eps = up::mul(nd, eps_c);
+  const double rho = up::add(up::mul(g_ratio, up::add(round_up_sum(trace, nd), n_eps)), n_eps);
+  if (!std::isfinite(rho)) return out;
+  out.rho = rho;
   out.ok = true;
   return out;
 }
 
-// Quantities of W alone that every proof for that W needs (computed once per solve, not once per proof).
+// Quantities of W alone that every proof for that W needs (computed once per solve, not once per proof). The
+// "_up" members are entrywise upper bounds on the exact real quantities they name (see (U)).
 struct WeightFacts {
-  Mat W_abs;                   // |W|
-  Mat W_sq;                    // W o W
-  Vec abs_row_sums;            // ||W_k||_1
+  Mat W_abs;                   // |W| (exact)
+  Mat W_sq_up;                 // >= W o W entrywise (each square rounded up; 0 where W is 0)
+  Vec abs_row_sums_up;         // >= ||W_k||_1 (a sum of d non-negative floats, rounded up)
+  double abs_max = 0.0;        // max |W_kl| (exact)
   std::vector<char> zero_col;  // column l of W is zero: t-coordinate l is isolated
   explicit WeightFacts(const Mat& W)
-      : W_abs(W.cwiseAbs()), W_sq(W.cwiseAbs2()), abs_row_sums(W_abs.rowwise().sum()), zero_col(W.cols(), 0) {
+      : W_abs(W.cwiseAbs()),
+        W_sq_up(W.unaryExpr([](double w) { return w == 0.0 ? 0.0 : up::mul(w, w); })),
+        abs_row_sums_up(W_abs.rowwise().sum()),
+        zero_col(W.cols(), 0) {
+    const double d = static_cast<double>(W.cols());
+    for (Index k = 0; k < W.rows(); ++k) abs_row_sums_up(k) = round_up_sum(abs_row_sums_up(k), d);
+    abs_max = W.size() > 0 ? W_abs.maxCoeff() : 0.0;
     for (Index l = 0; l < W.cols(); ++l) zero_col[l] = W_abs.col(l).maxCoeff() == 0.0;
   }
 };
@@ -118,25 +155,38 @@ inline double estimate_lambda_min(const Mat& S) {
 // Proves a lower bound on lambda_min(diag(c) - M(v)) for the exact v = V_i - V_j (real arithmetic on the given
 // floats) and any float vector c whose t-block (the last d entries) is positive. Consequences:
 //   lambda_max(M - diag c) <= -lambda_min_lower, and the pair SDP value S_ij <= D max(-lambda_min_lower, 0)
-//   + sum_k max(c_k, 0) (DESIGN §1 dual).
+//   + sum_k max(c_k, 0) (the dual of the pair SDP: diag(c) + lambda I - M >= 0 makes c + lambda 1 dual feasible).
 //
 // Method (block elimination of the t-block, size d; the Schur complement has size 1 + m):
-//  1. v_hat = fl(V_i - V_j) = v (1 + delta), so |v - v_hat| <= u/(1-u) |v_hat| and, with N = M(|v_hat|) built
-//     from |W|, |M(v) - M(v_hat)| <= u/(1-u) N entrywise: by (H3) the change costs e_v <= u/(1-u) ||N||_2.
+//  1. v_hat = fl(V_i - V_j) = v (1 + delta) (a subtraction: no underflow error under (U)), so |v - v_hat| <=
+//     u/(1-u) |v_hat| and, with N = M(|v_hat|) built from |W|, |M(v) - M(v_hat)| <= u/(1-u) N entrywise: by (H3)
+//     the change costs e_v <= u/(1-u) ||N||_2, and ||N||_2 <= sqrt(||B_abs||_1 ||B_abs||_inf) (N is bipartite with
+//     off-diagonal block B_abs = |W|^T diag|v_hat| [1 I]), evaluated with every sum and product rounded up.
 //  2. Z = diag(c) - M(v_hat) = [[C1, -B^T], [-B, C2]], B = W^T diag(v_hat) [1 I] (d x (1+m)), C2 > 0 diagonal.
 //     For any (x, y): (x,y)^T Z (x,y) = x^T S x + ||C2^{1/2}(y - C2^{-1} B x)||^2 with S = C1 - B^T C2^{-1} B,
 //     so S >= -a I (a >= 0) implies Z + a P1 >= 0, P1 the projector on the (1, s) block, hence Z >= -a I.
-//  3. S is formed in floats through K = W diag(1/c2) W^T (m x m, a triangular GEMM), S_00 = c_0 - v^T K v,
-//     S_0k = -(K~ 1)_k, S_kj = c_k delta_kj - K~_kj, K~ = diag(v) K diag(v). Every entry is an inner product of
-//     length <= d + 2m + 6 of the non-negative terms of T~ = B_abs^T diag(1/c2) B_abs (B_abs from |W|, |v_hat|)
-//     plus a subtraction from c, so |S_hat - S| <= gamma_{d+2m+8} (T~ + diag|c1|) entrywise (H1); T~ is a Gram
-//     matrix with non-negative entries, so ||T~||_2 <= min(trace T~, max row sum T~), both O(md): eta bounds
-//     ||S_hat - S||_2.
+//  3. S is formed in floats through g = fl(1/c2), K = W diag(g) W^T (m x m, a triangular GEMM), S_00 = c_0 - v^T K
+//     v, S_0k = -(K~ 1)_k, S_kj = c_k delta_kj - K~_kj, K~ = diag(v) K diag(v). Each elementary term v_k W_kl g_l
+//     W_jl v_j meets at most d + 2m + 5 roundings on its way into an entry (the reciprocal, the product with W_kl,
+//     the GEMM of length d, the two products with v, the two row sums of length m, the subtraction from c), so
+//     |S_hat - S| <= gamma_{d+2m+8} (T~ + diag|c1|) + E_u entrywise (H1), where T~ = B_abs^T diag(1/c2) B_abs is a
+//     Gram matrix with non-negative entries, so ||T~||_2 <= min(trace T~, max row sum T~), both O(md) and bounded
+//     from above with rounded-up vectors. E_u collects the underflow errors (U): a term's products can underflow
+//     at fl(1/c2) (then multiplied by |W_kl W_jl v_k v_j|), at W_kl g_l (times |W_jl v_k v_j|), in the GEMM (times
+//     |v_k v_j|), at v_k K_kj (times |v_j|) and at the last product, so each K~_kj errs by at most
+//       eps_K = 2^-1074 (d (w + 1) w x^2 + d x^2 + x + 1),   w = max|W|, x = max|v_hat|,
+//     the row sums S_0k hold m of them and S_00 m^2, so ||E_u||_2 <= max row sum <= 2 (m + 1)^2 eps_K. eta bounds
+//     ||S_hat - S||_2 by the sum of the two parts.
 //  4. For a shift alpha >= 0, X = fl(S_hat + alpha I) differs from S_hat + alpha I on the diagonal by at most
-//     u/(1-u) max|X_ii|; (H2) on X gives X >= -rho I. So S_hat >= -(alpha + rho + r_X) I, S >= -(alpha + rho +
-//     r_X + eta) I and Z >= the same. alpha comes from a Lanczos estimate of lambda_min(S_hat) and grows on failure.
+//     u/(1-u) max|X_ii| (an addition: no underflow error); (H2) on X gives X >= -rho I. So S_hat >= -(alpha + rho +
+//     r_X) I, S >= -(alpha + rho + r_X + eta) I and Z >= the same. alpha comes from a Lanczos estimate of
+//     lambda_min(S_hat) and grows on failure.
 //  Together, with a = alpha + rho + r_X + eta: diag(c) + a P1 - M(v_hat) >= 0, so diag(c) + a P1 + e_v I - M(v)
-//  >= 0, and lambda_min(diag(c) - M(v)) >= -(a + e_v), which is returned (rounded down).
+//  >= 0, and lambda_min(diag(c) - M(v)) >= -(a + e_v), which is returned (every sum rounded up). A bound that
+//  overflowed (inf or NaN anywhere) is no proof.
+//  On balanced data (max|W|, max|v| ~ 1, as the entry points arrange) eps_K and eps_C are ~1e-320 and the relative
+//  terms are what they always were; on unbalanced data they can dominate or overflow, which loosens or refuses the
+//  proof but never makes it wrong.
 //  `alpha_hint` >= 0: try that shift first and, if `hint_only`, give up when it fails (a cheap "is c good enough
 //  yet?" test for the solver: it skips the Lanczos estimate and the shift search).
 inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& Vj, const Vec& c,
@@ -158,21 +208,29 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
   for (Index l = 0; l < d; ++l) {
     if (isolated[l] ? !(c2(l) >= 0.0) : !(c2(l) > 0.0)) return out;
   }
-  const double u = kUnitRoundoff, ut = u / (1.0 - u);
+  const double ut = kUnitRoundoffRatioUp;  // >= u / (1 - u)
+  const double md = static_cast<double>(m), dd = static_cast<double>(d);
   const Vec v = Vi - Vj;
+  if (!v.allFinite()) return out;  // V_i - V_j overflowed
   const Vec v_abs = v.cwiseAbs();
   const Mat& W_abs = facts->W_abs;
+  auto round_up_each = [](const Vec& x, double n) { return Vec(x.unaryExpr([n](double y) {
+                                                      return round_up_products(y, n); })); };
 
-  // Step 1: e_v from ||N||_2 <= sqrt(||B_abs||_1 ||B_abs||_inf) (N is bipartite with off-diagonal block B_abs).
-  const Vec Wabs_v = W_abs.transpose() * v_abs;              // d: (|W|^T |v|)_l, the |A1| column
-  const Vec& Wabs_rows = facts->abs_row_sums;               // m: ||W_k||_1
-  const double b_row_max = 2.0 * Wabs_v.maxCoeff();         // row l of B_abs sums to 2 (|W|^T|v|)_l
-  const double b_col_max = std::max(Wabs_v.sum(), v_abs.cwiseProduct(Wabs_rows).maxCoeff());
-  const double e_v = round_up_sum(ut * std::sqrt(round_up_sum(b_row_max * b_col_max, 4 * (m + d))), 4);
+  // Step 1: e_v >= u/(1-u) sqrt(||B_abs||_inf ||B_abs||_1).
+  const Vec Wabs_v_up = round_up_each(W_abs.transpose() * v_abs, md);  // d: >= (|W|^T |v|)_l, the |A1| column
+  const double b_row_max = 2.0 * Wabs_v_up.maxCoeff();                  // row l of B_abs sums to 2 (|W|^T|v|)_l
+  double b_col_max = round_up_sum(Wabs_v_up.sum(), dd);                 // column 0 of B_abs
+  for (Index k = 0; k < m; ++k) b_col_max = std::max(b_col_max, up::mul(v_abs(k), facts->abs_row_sums_up(k)));
+  const double e_v = up::mul(ut, up::sqrt(up::mul(b_row_max, b_col_max)));
+  if (!std::isfinite(e_v)) return out;
 
-  // Step 3: S_hat through K = W diag(1/c2) W^T (lower triangle only).
-  Vec g(d);
-  for (Index l = 0; l < d; ++l) g(l) = isolated[l] ? 0.0 : 1.0 / c2(l);
+  // Step 3: S_hat through K = W diag(g) W^T (lower triangle only).
+  Vec g(d), g_up(d);  // g = fl(1/c2) for the computation; g_up >= 1/c2 for the error bounds
+  for (Index l = 0; l < d; ++l) {
+    g(l) = isolated[l] ? 0.0 : 1.0 / c2(l);
+    g_up(l) = isolated[l] ? 0.0 : up::div(1.0, c2(l));
+  }
   const Mat Wg = W * g.asDiagonal();  // m x d
   // Lower triangle of K in three blocks, always (so the summation order does not depend on `threads`): the two
   // diagonal triangles on one thread, the off-diagonal block (the same work) on the other.
@@ -204,19 +262,35 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
   S(0, 0) = c1(0) - row_sums.sum();
   if (!S.triangularView<Eigen::Lower>().toDenseMatrix().allFinite()) return out;
 
-  // eta: T~ row sums and trace, from |W|, |v|, 1/c2 (O(md)).
+  // eta, relative part: upper bounds on the row sums and the trace of T~ from |W|, |v|, g_up (O(md)), each
+  // product and sum rounded up.
   //   T~ = [1 I]^T T [1 I],  T = diag|v| |W| diag(1/c2) |W|^T diag|v|;  T~ 1 = 2 [1^T T 1; T 1].
-  const Vec Wabs_v_over_c = Wabs_v.cwiseProduct(g);                     // d
-  const Vec T1 = v_abs.cwiseProduct(W_abs * Wabs_v_over_c);              // m: T 1
-  const double one_T_one = T1.sum();
-  const double t_row_max = 2.0 * std::max(one_T_one, T1.maxCoeff());
-  // trace T~ = sum_l g_l ((|W|^T|v|)_l^2 + sum_k W_kl^2 v_k^2)
-  const Vec Wsq_vsq = facts->W_sq.transpose() * v.cwiseAbs2();         // d
-  const double t_trace = (Wabs_v.cwiseAbs2() + Wsq_vsq).dot(g);
-  // g = fl(1/c2) may be below 1/c2 by a relative u: the (1 + 4u) factor covers it in these bounds.
-  const double t_norm = round_up_sum(std::min(t_row_max, t_trace) * (1 + 4 * u), 2 * (m + d) + 8);
+  Vec x_up(d);  // >= (|W|^T|v|)_l / c2_l
+  for (Index l = 0; l < d; ++l) x_up(l) = up::mul(Wabs_v_up(l), g_up(l));
+  const Vec W_x_up = round_up_each(W_abs * x_up, dd);  // m
+  Vec T1_up(m);                                         // >= T 1
+  for (Index k = 0; k < m; ++k) T1_up(k) = up::mul(v_abs(k), W_x_up(k));
+  const double one_T_one_up = round_up_sum(T1_up.sum(), md);
+  const double t_row_max = 2.0 * std::max(one_T_one_up, T1_up.maxCoeff());
+  // trace T~ = sum_l (1/c2_l) ((|W|^T|v|)_l^2 + sum_k W_kl^2 v_k^2)
+  Vec v_sq_up(m);
+  for (Index k = 0; k < m; ++k) v_sq_up(k) = up::mul(v_abs(k), v_abs(k));
+  const Vec Wsq_vsq_up = round_up_each(facts->W_sq_up.transpose() * v_sq_up, md);  // d
+  Vec diag_terms_up(d);
+  for (Index l = 0; l < d; ++l)
+    diag_terms_up(l) = up::add(up::mul(Wabs_v_up(l), Wabs_v_up(l)), Wsq_vsq_up(l));
+  const double t_trace = round_up_products(diag_terms_up.dot(g_up), dd);
+  const double t_norm = std::min(t_row_max, t_trace);
   const double c1_max = c1.cwiseAbs().maxCoeff();
-  const double eta = round_up_sum(gamma_n(static_cast<double>(d + 2 * m + 8)) * (t_norm + c1_max), 3);
+  const double eta_rel = up::mul(gamma_n(dd + 2.0 * md + 8.0), up::add(t_norm, c1_max));
+  // eta, underflow part: 2 (m + 1)^2 eps_K (step 3).
+  const double w = facts->abs_max, x = v_abs.maxCoeff();
+  const double x_sq = up::mul(x, x);
+  const double eps_k_units = up::add(up::add(up::mul(dd, up::mul(up::mul(up::add(w, 1.0), w), x_sq)), up::mul(dd, x_sq)),
+                                     up::add(x, 1.0));
+  const double eta_abs = up::mul(up::mul(up::mul(2.0 * (md + 1.0), md + 1.0), eps_k_units), kUnderflowUnit);
+  const double eta = up::add(eta_rel, eta_abs);
+  if (!std::isfinite(eta)) return out;
 
   // Step 4: the smallest shift that lets the Cholesky run, starting from the Lanczos estimate.
   const double s_scale = std::max(S.diagonal().cwiseAbs().maxCoeff(), 1e-300);
@@ -226,10 +300,13 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
     X.diagonal().array() += alpha;
     const CholeskyProof chol = cholesky_lower_bound(X);
     if (!chol.ok) return false;
-    const double r_x = ut * X.diagonal().cwiseAbs().maxCoeff();
-    out.block_shift = round_up_sum(alpha + chol.rho + r_x + eta, 4);
+    const double r_x = up::mul(ut, X.diagonal().cwiseAbs().maxCoeff());
+    const double block_shift = up::add(up::add(up::add(alpha, chol.rho), r_x), eta);
+    const double total = up::add(block_shift, e_v);
+    if (!std::isfinite(total)) return false;
+    out.block_shift = block_shift;
     out.e_v = e_v;
-    out.lambda_min_lower = -round_up_sum(out.block_shift + e_v, 2);
+    out.lambda_min_lower = -total;
     out.shift = alpha;
     out.ok = true;
     return true;
@@ -240,13 +317,15 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
   const double lam_est = detail::estimate_lambda_min(S);
   double alpha = std::max(0.0, -lam_est) * (1.0 + 1e-6) + 1e-13 * s_scale;
   for (int attempt = 0; attempt < 40; ++attempt) {
+    if (!std::isfinite(alpha)) break;
     if (try_shift(alpha)) return out;
     alpha = 2.0 * alpha + 1e-9 * s_scale;
   }
   return out;
 }
 
-// sum_k max(c_k, 0), rounded up: the pair SDP upper bound once prove_dual_feasible(c) succeeded.
+// sum_k max(c_k, 0), rounded up: the pair SDP upper bound once prove_dual_feasible(c) succeeded. A sum of
+// non-negative floats: no underflow error under (U), so round_up_sum is a bound (+inf on overflow).
 inline double positive_sum_rounded_up(const Vec& c) {
   double s = 0.0;
   for (Index k = 0; k < c.size(); ++k) s += std::max(c(k), 0.0);
@@ -254,32 +333,64 @@ inline double positive_sum_rounded_up(const Vec& c) {
 }
 
 // Proven upper bound on ||W||_2 (used by the spectral certificate): find mu with mu I - W W^T >= 0.
-//   K_hat = fl(W W^T): |K_hat - W W^T| <= gamma_d |W||W|^T and || |W||W|^T ||_2 <= ||W||_F^2 (H1, H3).
-//   X = fl(mu I - K_hat): the diagonal subtraction errs by <= u |X_ii| (one rounding).
-//   (H2) on X: X >= -rho I. So mu I - W W^T >= -(rho + u max|X_ii| + gamma_d ||W||_F^2) I and
-//   ||W||_2^2 <= mu + rho + u max|X_ii| + gamma_d ||W||_F^2.
+//   Balancing: W' = fl(2^e W) entrywise with max|W'| in [0.5, 1), so that W W^T can neither overflow nor lose its
+//   entries to underflow. 2^e W = W' + E, and E = 0 unless entries fell into the subnormals, where each errs by
+//   <= 2^-1075: ||E||_2 <= ||E||_F <= sqrt(m d) 2^-1074 (a generous bound, charged only when bits were lost). So
+//   ||W||_2 <= 2^-e (||W'||_2 + ||E||_2), rounded up.
+//   For W' (written W below; k = min(m, d), n = max(m, d)):
+//   K_hat = fl(W W^T) (or W^T W, the smaller): |K_hat - W W^T| <= gamma_n |W||W|^T + n 2^-1074 (H1, (U)), and
+//   || |W||W|^T ||_2 <= ||W||_F^2, || n 2^-1074 1 1^T ||_2 = k n 2^-1074 (H3): err_K.
+//   X = fl(mu I - K_hat): the diagonal subtraction errs by <= u/(1-u) |X_ii| (one rounding, no underflow error).
+//   (H2) on X: X >= -rho I. So mu I - W W^T >= -(rho + u/(1-u) max|X_ii| + err_K) I and
+//   ||W||_2^2 <= mu + rho + u/(1-u) max|X_ii| + err_K.
 // `estimate` is a float estimate of ||W||_2 (e.g. from an SVD); mu starts just above its square and grows until
-// the Cholesky succeeds. Returns +inf if no proof was found.
-inline double spectral_norm_upper_bound(const Mat& W, double estimate) {
-  const Index m = W.rows(), d = W.cols();
+// the Cholesky succeeds. Returns +inf if no proof was found or the bound overflows.
+inline double spectral_norm_upper_bound(const Mat& W_in, double estimate) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const Index m = W_in.rows(), d = W_in.cols();
+  if (m == 0 || d == 0) return 0.0;
+  const double w_max = W_in.cwiseAbs().maxCoeff();
+  if (!std::isfinite(w_max) || !std::isfinite(estimate)) return inf;
+  if (w_max == 0.0) return 0.0;
+  int e = 0;
+  std::frexp(w_max, &e);
+  e = -e;  // max|2^e W| in [0.5, 1)
+  const Mat W = W_in.unaryExpr([e](double a) { return std::ldexp(a, e); });
+  bool lost_bits = false;
+  for (Index j = 0; j < d && !lost_bits; ++j)
+    for (Index i = 0; i < m; ++i)
+      if (std::ldexp(W(i, j), -e) != W_in(i, j)) {
+        lost_bits = true;
+        break;
+      }
+  const double md = static_cast<double>(m) * static_cast<double>(d);
+  const double scaling_error = lost_bits ? up::mul(up::sqrt(md), kUnderflowUnit) : 0.0;
+  const double est = std::ldexp(estimate, e);
+
   const bool wide = d >= m;
   Mat K = wide ? Mat(W * W.transpose()) : Mat(W.transpose() * W);
-  const double fro2 = round_up_sum(W.squaredNorm(), static_cast<double>(m * d));
-  const double err_K = gamma_n(static_cast<double>(std::max(m, d) + 1)) * fro2;
-  double mu = estimate * estimate * (1.0 + 1e-12) + 4.0 * err_K + DBL_MIN;
-  for (int attempt = 0; attempt < 60; ++attempt) {
+  const double k_dim = static_cast<double>(std::min(m, d)), n_dim = static_cast<double>(std::max(m, d));
+  const double fro2 = round_up_products(W.squaredNorm(), md);
+  const double err_K = up::add(up::mul(gamma_n(n_dim + 1.0), fro2), up::mul(up::mul(k_dim, n_dim), kUnderflowUnit));
+  // ||W||_2^2 <= ||W||_F^2 <= fro2: an estimate above that only wastes tightness (or overflows), so start there.
+  double mu = std::min(est * est * (1.0 + 1e-12), fro2) + 4.0 * err_K + DBL_MIN;
+  for (int attempt = 0; attempt < 60 && std::isfinite(mu); ++attempt) {
     Mat X = -K;
     X.diagonal().array() += mu;
     const CholeskyProof chol = cholesky_lower_bound(X);
     if (chol.ok) {
       const double xmax = X.diagonal().cwiseAbs().maxCoeff();
-      const double lam_bound = round_up_sum(mu + chol.rho + kUnitRoundoff * xmax + err_K, 4);
-      return std::nextafter(std::sqrt(lam_bound) * (1.0 + 2 * kUnitRoundoff), std::numeric_limits<double>::infinity());
+      const double lam_bound =
+          up::add(up::add(up::add(mu, chol.rho), up::mul(kUnitRoundoffRatioUp, xmax)), err_K);
+      const double norm_scaled = up::add(up::sqrt(lam_bound), scaling_error);
+      if (!std::isfinite(norm_scaled)) return inf;
+      return ldexp_up(norm_scaled, -e);
     }
-    // A poor estimate grows geometrically (x2 after the first few tries), so the search always terminates.
-    mu = (attempt < 8 ? mu * 1.001 : mu * 2.0) + 8.0 * err_K + 1e-300;
+    // A poor estimate grows geometrically (x2 after the first few tries), and from attempt 40 on mu is at least
+    // ||W||_F^2 >= ||W||_2^2, so a proof is found even from a useless estimate.
+    mu = (attempt < 8 ? mu * 1.001 : std::max(mu * 2.0, std::ldexp(fro2, attempt - 40))) + 8.0 * err_K + 1e-300;
   }
-  return std::numeric_limits<double>::infinity();
+  return inf;
 }
 
 }  // namespace sdpcert
@@ -317,26 +428,34 @@ inline LambdaBound lambda_max_upper_bound(const Mat& W, const Vec& Vi, const Vec
   if (!proof.ok) return out;
   double raise = 0.0;
   if (mu != 0.0) {
+    // c_up_k - c_k: one rounded subtraction of two floats, no underflow error (U); round_up_sum(x, 1) bounds it for
+    // either sign.
     raise = -std::numeric_limits<double>::infinity();
     for (Index k = 0; k < c.size(); ++k) raise = std::max(raise, c_up(k) - c(k));
     raise = round_up_sum(raise, 1);
   }
-  out.bound = round_up_sum(-proof.lambda_min_lower + raise, 2);
+  out.bound = up::add(-proof.lambda_min_lower, raise);
   out.certified = std::isfinite(out.bound);
+  if (!out.certified) {
+    out.bound = std::numeric_limits<double>::infinity();
+    return out;
+  }
   // S <= sum max(c_up, 0) + (1 + m) block_shift + D e_v, from diag(c_up) + block_shift P1 + e_v I >= M.
   const double D = static_cast<double>(c.size());
-  const double extra = round_up_sum(static_cast<double>(1 + m) * proof.block_shift + D * proof.e_v, 3);
-  out.sdp_upper = round_up_sum(positive_sum_rounded_up(c_up) + extra, 2);
+  const double extra = up::add(up::mul(static_cast<double>(1 + m), proof.block_shift), up::mul(D, proof.e_v));
+  const double sdp_upper = up::add(positive_sum_rounded_up(c_up), extra);
+  out.sdp_upper = std::isfinite(sdp_upper) ? sdp_upper : std::numeric_limits<double>::infinity();
   return out;
 }
 
-// D * max(lambda, 0) + sum_k max(c_k, 0), rounded up: the dual objective of DESIGN §1 (an upper bound on S for
-// any c) from a proven lambda bound.
+// D * max(lambda, 0) + sum_k max(c_k, 0), rounded up: the dual objective of the pair SDP (an upper bound on S for
+// any c) from a proven lambda bound. A NaN or overflowing bound gives +inf.
 inline double dual_objective_rounded_up(double lambda_bound, const Vec& c) {
+  const double inf = std::numeric_limits<double>::infinity();
+  if (std::isnan(lambda_bound)) return inf;
   const double D = static_cast<double>(c.size());
-  const double lam_part = std::nextafter(D * std::max(lambda_bound, 0.0) * (1 + 2 * kUnitRoundoff),
-                                         std::numeric_limits<double>::infinity());
-  return round_up_sum(lam_part + positive_sum_rounded_up(c), 2);
+  const double total = up::add(up::mul(D, std::max(lambda_bound, 0.0)), positive_sum_rounded_up(c));
+  return std::isnan(total) ? inf : total;
 }
 
 }  // namespace sdpcert

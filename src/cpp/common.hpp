@@ -35,6 +35,40 @@ inline double round_up_sum(double computed, double terms) {
   return std::nextafter(inflated, std::numeric_limits<double>::infinity());
 }
 
+// Underflow (Higham, "Accuracy and Stability", §2.1, eq. (2.8), round to nearest with gradual underflow):
+//   fl(a op b) = (a op b)(1 + delta) + eta,   |delta| <= u,  |eta| <= 2^-1075,  delta * eta = 0,
+// and eta = 0 for + and - (a sum that lands in the subnormals is exact). So a product or quotient that rounds into
+// the subnormal range carries an ABSOLUTE error up to half the smallest subnormal, which relative bounds (gamma_n
+// times magnitudes) miss, and which a later product with a large factor amplifies. kUnderflowUnit = 2^-1074 is
+// twice that bound: the factor 2 absorbs the (1 + gamma) factors the error meets in later roundings.
+constexpr double kUnderflowUnit = std::numeric_limits<double>::denorm_min();
+
+// Upper bounds of one exactly rounded operation: fl(x) is the float nearest to the exact x (also in the subnormal
+// range), so the next float up from fl(x) is >= x; an overflow gives +inf, which is >= x as well. Each helper is
+// one IEEE operation followed by std::nextafter, so no FMA contraction can merge two of them. NaN propagates (the
+// callers refuse a non-finite bound). Valid for operands of any sign.
+namespace up {
+inline double next(double x) { return std::nextafter(x, std::numeric_limits<double>::infinity()); }
+inline double add(double a, double b) { return next(a + b); }
+inline double mul(double a, double b) { return next(a * b); }
+inline double div(double a, double b) { return next(a / b); }
+inline double sqrt(double a) { return next(std::sqrt(a)); }
+}  // namespace up
+
+// Upper bound on the exact value of sum_i a_i b_i (n non-negative terms a_i b_i) from its float value `computed`,
+// formed by n rounded products (or FMAs) and any order of summation: by (H1), computed >= (1 - gamma_n) exact minus
+// the n underflow errors of the products (each <= 2^-1075 before the relative factors), so
+//   exact <= computed / (1 - gamma_n) + n 2^-1074 <= round_up_sum(computed, n) + n 2^-1074
+// (round_up_sum's 1% safety margin on gamma_n covers 1 / (1 - gamma_n) - 1 for n u < 0.0099). n 2^-1074 is exact
+// for any integer n < 2^53.
+inline double round_up_products(double computed, double n) {
+  return up::add(round_up_sum(computed, n), n * kUnderflowUnit);
+}
+
+// An upper bound on u / (1 - u) (the relative error of a rounded x measured against the float fl(x)): u (1 + 2u) =
+// 2^-53 + 2^-105 is a float and exceeds u / (1 - u) = u + u^2 + ...
+constexpr double kUnitRoundoffRatioUp = kUnitRoundoff * (1.0 + DBL_EPSILON);
+
 // Dimension of the pair SDP: y = [1; s'; t].
 inline Index pair_dim(Index m, Index d) { return 1 + m + d; }
 

@@ -9,6 +9,7 @@
 #include "lanczos.hpp"
 #include "penalty_gradient.hpp"
 #include "parallel.hpp"
+#include "scaling.hpp"
 
 namespace py = pybind11;
 using namespace sdpcert;
@@ -91,17 +92,39 @@ py::dict top_eigenpairs_py(Eigen::Ref<const Mat> W, const RowMat& V, const py::a
   return out;
 }
 
-py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const py::array& pairs_in, const RowMat& cs,
+py::dict lambda_max_upper_bounds_py(const Mat& W_in, const RowMat& V, const py::array& pairs_in, const RowMat& cs,
                                     int threads) {
-  require_network(W, V);
+  require_network(W_in, V);
   const Pairs pairs = to_pairs(pairs_in, V.rows());
-  const Index D = pair_dim(W.rows(), W.cols()), P = pairs.rows();
+  const Index D = pair_dim(W_in.rows(), W_in.cols()), P = pairs.rows();
   require_pair_cs(cs, P, D);
   Vec bounds(P), dual(P);
   {
     py::gil_scoped_release release;
+    // Balancing (scaling.hpp): lambda_max(M(2^a W, 2^b v) - diag(2^(a+b) c)) = 2^(a+b) lambda_max(M(W, v) - diag c)
+    // and the pair SDP value scales the same way, so the proofs run on W' = 2^a W, V_i' = 2^b V_i, V_j' = 2^b V_j
+    // (exact: the exponents are clamped to those that lose no bit) and c' <= 2^(a+b) c, and their bounds are scaled
+    // back by 2^-(a+b), rounded up. c' is 2^(a+b) c rounded toward -inf where that scaling is inexact (subnormal
+    // results, or an overflow, which becomes DBL_MAX): lowering c only raises lambda_max(M - diag c), so a bound
+    // proven for c' holds for 2^(a+b) c; and the dual bound D max(lambda, 0) + sum max(c', 0) (or its block form) is
+    // an upper bound on the pair SDP value for any vector c' whatsoever.
+    const int w_exp = exact_balancing_exponent(W_in);
+    Mat W_scaled;
+    if (w_exp != 0) W_scaled = scaled_by_power_of_two(W_in, w_exp);
+    const Mat& W = w_exp != 0 ? W_scaled : W_in;
+    std::vector<int> exps(P);
+    Mat Vis(W.rows(), P), Vjs(W.rows(), P), vs(W.rows(), P), csT(D, P);
+    for (Index p = 0; p < P; ++p) {
+      const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
+      const int v_exp = pair_balancing_exponent(Vi, Vj);
+      exps[p] = w_exp + v_exp;
+      Vis.col(p) = scaled_by_power_of_two(Vi, v_exp);
+      Vjs.col(p) = scaled_by_power_of_two(Vj, v_exp);
+      vs.col(p) = Vis.col(p) - Vjs.col(p);
+      const int e = exps[p];
+      csT.col(p) = cs.row(p).transpose().unaryExpr([e](double x) { return ldexp_down(x, e); });
+    }
     // Estimates first (batched Lanczos): the proof then shifts c to just above them, which keeps it tight.
-    Mat vs = pair_differences(V, pairs), csT = cs.transpose();
     LanczosOptions lo;
     lo.tol = 1e-10;
     lo.max_iter = 300;
@@ -110,12 +133,12 @@ py::dict lambda_max_upper_bounds_py(const Mat& W, const RowMat& V, const py::arr
     const LanczosResult est = top_eigenpairs(PairOperator(W, vs, csT), lo, nullptr);
     const WeightFacts facts(W);
     parallel_for_pairs(P, threads, [&](long p) {
-      const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
-      const Vec c = cs.row(p).transpose();
-      const LambdaBound b = lambda_max_upper_bound(W, Vi, Vj, c, est.values(p), -1.0, false, 1, &facts);
-      bounds(p) = b.bound;
-      dual(p) = b.certified ? std::min(b.sdp_upper, dual_objective_rounded_up(b.bound, c))
-                            : std::numeric_limits<double>::infinity();
+      const Vec c = csT.col(p);
+      const LambdaBound b = lambda_max_upper_bound(W, Vis.col(p), Vjs.col(p), c, est.values(p), -1.0, false, 1, &facts);
+      const double dual_scaled = b.certified ? std::min(b.sdp_upper, dual_objective_rounded_up(b.bound, c))
+                                             : std::numeric_limits<double>::infinity();
+      bounds(p) = ldexp_up(b.bound, -exps[p]);
+      dual(p) = ldexp_up(dual_scaled, -exps[p]);
     });
   }
   py::dict out;

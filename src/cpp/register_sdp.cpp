@@ -7,13 +7,13 @@
 
 #include "binding_args.hpp"
 #include "parallel.hpp"
+#include "scaling.hpp"
 #include "sdp_solver.hpp"
 
 namespace py = pybind11;
 using namespace sdpcert;
 
 namespace {
-
 
 py::dict solve_pair_sdps_py(const Mat& W_in, const RowMat& V, const py::array& pairs_in, double rel_tol, int max_sweeps,
                             int rank, uint64_t seed, std::optional<std::vector<Mat>> warm, int threads,
@@ -25,12 +25,13 @@ py::dict solve_pair_sdps_py(const Mat& W_in, const RowMat& V, const py::array& p
   require(rank >= 1, "rank must be >= 1");
   require(relaxation > 0 && relaxation < 2, "relaxation must lie in (0, 2)");
   const Index P = pairs.rows(), D = pair_dim(W_in.rows(), W_in.cols());
-  // M is bilinear in (W, v): solving with 2^a W and 2^b v and scaling back by 2^-(a+b) is exact when the scalings
-  // are (checked), and keeps squares and norms far from overflow and underflow for extreme weights.
-  int w_exp = balancing_exponent(W_in);
-  if (w_exp != 0 && !exactly_scalable(W_in, w_exp)) w_exp = 0;
+  // M is bilinear in (W, v): solving with 2^a W and 2^b v and scaling back by 2^-(a+b) keeps squares, norms and the
+  // proofs' products far from overflow and underflow for extreme weights (subnormal-scale included). The scaling
+  // is entrywise (ldexp of each entry: a factor 2^a would itself overflow for |a| > 1023) and exact (scaling.hpp
+  // clamps the exponents to those that lose no bit), so the scaled problem is exactly the given one, rescaled.
+  const int w_exp = exact_balancing_exponent(W_in);
   Mat W_scaled;
-  if (w_exp != 0) W_scaled = std::ldexp(1.0, w_exp) * W_in;
+  if (w_exp != 0) W_scaled = scaled_by_power_of_two(W_in, w_exp);
   const Mat& W = w_exp != 0 ? W_scaled : W_in;
   if (warm) {
     require(static_cast<Index>(warm->size()) == P, "warm must hold one factor per pair");
@@ -53,23 +54,30 @@ py::dict solve_pair_sdps_py(const Mat& W_in, const RowMat& V, const py::array& p
       opt.relaxation = relaxation;
       // Seeded by the pair itself: with the fixed groups of solve_pairs, results do not depend on the thread count.
       opt.seed = seed * 1000003ULL + static_cast<uint64_t>(pairs(p, 0)) * 1009ULL + static_cast<uint64_t>(pairs(p, 1));
-      Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
-      Mat both(Vi.size(), 2);
-      both << Vi, Vj;
-      int v_exp = balancing_exponent(Vi - Vj);
-      if (v_exp != 0 && !exactly_scalable(both, v_exp)) v_exp = 0;
+      const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
+      const int v_exp = pair_balancing_exponent(Vi, Vj);
       v_exps[p] = v_exp;
-      solvers.emplace_back(W, std::ldexp(1.0, v_exp) * Vi, std::ldexp(1.0, v_exp) * Vj, opt,
+      solvers.emplace_back(W, scaled_by_power_of_two(Vi, v_exp), scaled_by_power_of_two(Vj, v_exp), opt,
                            warm ? &(*warm)[p] : nullptr, &facts);
     }
     solve_pairs(W, solvers, threads);
     for (Index p = 0; p < P; ++p) {
       SdpResult res = solvers[p].result();
-      const int back = -(w_exp + v_exps[p]);  // exact: powers of two (results overflowing become inf: still sound)
-      res.lower = std::ldexp(res.lower, back);
-      res.upper = std::ldexp(res.upper, back);
-      res.lambda_bound = std::ldexp(res.lambda_bound, back);
-      res.c = std::ldexp(1.0, back) * res.c;
+      // Back to the given units. Exact unless a result lands in the subnormals (or overflows): the proven upper
+      // bounds are then rounded up, the primal value down; c is rounded up, which keeps lambda_max(M - diag c) <=
+      // lambda_bound true (a larger c only lowers lambda_max).
+      const int back = -(w_exp + v_exps[p]);
+      res.lower = ldexp_down(res.lower, back);
+      res.upper = ldexp_up(res.upper, back);
+      res.lambda_bound = ldexp_up(res.lambda_bound, back);
+      res.c = res.c.unaryExpr([back](double x) { return ldexp_up(x, back); });
+      // A bound proven in the scaled units can overflow in the given ones: then nothing is certified (no dual
+      // vector is reported, as for any unproven pair; `lower` stays, a true if huge lower bound).
+      if (!std::isfinite(res.upper)) {
+        res.status = SdpStatus::not_certified;
+        res.c = Vec();
+        res.lambda_bound = std::numeric_limits<double>::infinity();
+      }
       results.push_back(res);
     }
   }

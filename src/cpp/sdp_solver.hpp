@@ -153,6 +153,18 @@ class PairSolver {
     c_(0) = h0.norm();
     c_.segment(1, m_) = U1_new.bottomRows(m_).rowwise().norm();
     c_.tail(d_) = g_norm_;
+    if (!c_.allFinite() || !std::isfinite(lower_)) {
+      // An overflow in the products with W (data too large even after the entry point's balancing, e.g. a dynamic
+      // range wider than the double range). In float32 it only says the range was too narrow: go on in float64.
+      // In float64 no proof can come from a non-finite c (the proof refuses it) and the sweeps would only repeat
+      // it: stop now, unproven (upper = inf), rather than sweep on inf/NaN until max_sweeps.
+      if (low_precision_) {
+        low_precision_ = false;
+        return false;
+      }
+      finish();
+      return false;
+    }
     // Only float64 sweeps may set the lower bound: a float32 G misstates the feasible point's value by ~1e-7.
     if (!low_precision_) best_lower_ = std::max(best_lower_, lower_);
     detail::normalise_rows(U1_new, U1_);

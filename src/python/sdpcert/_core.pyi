@@ -47,10 +47,13 @@ def pair_penalty_step(
 def lambda_max_upper_bounds(
     W: npt.ArrayLike, V: npt.ArrayLike, pairs: npt.ArrayLike, cs: npt.ArrayLike, threads: int = 0
 ) -> dict[str, np.ndarray]:
-    """Proven lambda_max(M - diag c) bounds (lambda_bound) and pair SDP upper bounds from c (dual_bound)."""
+    """Proven lambda_max(M - diag c) bounds (lambda_bound) and pair SDP upper bounds from c (dual_bound), for weights
+    of any magnitude (W and v are balanced by exact powers of two first); +inf where no proof was found or the bound
+    exceeds the double range, never NaN."""
 
 def spectral_norm_upper_bound(W: npt.ArrayLike, estimate: float) -> float:
-    """Proven upper bound on ||W||_2."""
+    """Proven upper bound on ||W||_2 from an estimate of it (any finite estimate >= 0: a poor one only costs
+    tightness); W of any magnitude (balanced by a power of two first); +inf if the norm exceeds the double range."""
 
 def solve_pair_sdps(
     W: npt.ArrayLike,
@@ -66,4 +69,6 @@ def solve_pair_sdps(
     relaxation: float = 1.8,
 ) -> dict[str, Any]:
     """Pair SDP values: lower, upper (proven), dual (P, D), lambda_bound, sweeps, rank, proof_attempts, seconds,
-    status[, factors]."""
+    status[, factors]. W and each V_i - V_j are balanced by exact powers of two for the solve (subnormal-scale and
+    huge weights solve like ordinary ones) and the results scaled back, proven bounds rounded up; an upper bound
+    beyond the double range is +inf with status 'not_certified' and a NaN dual row."""
