@@ -128,12 +128,20 @@ def eigsh_top(W, V, pairs, cs, tol, shifts, v0):
 
 
 # --------------------------------------------------------------------------------------------------- certify
+def clear_pair_cache(cert_mod):
+    """Empty sdpcert's per-model cache of pair SDP values (Certifier.clear_cache; older commits: a bare dict)."""
+    if hasattr(cert_mod.Certifier, "clear_cache"):
+        cert_mod.Certifier.clear_cache()
+    else:
+        cert_mod._PAIR_CACHE.clear()
+
+
 def certify_10k(net, X, y, eps):
     """End to end: 45 SDPs + forward pass + margins. sdpcert.certify.Certifier when it imports, else by hand."""
     try:
         from sdpcert import certify as cert_mod
 
-        cert_mod._PAIR_CACHE.clear()  # time the SDPs too, not the per-model cache
+        clear_pair_cache(cert_mod)  # time the SDPs too, not the per-model cache
         res = cert_mod.Certifier(net, rel_tol=REL_TOL).certify(X, y, eps)
         return {"route": "Certifier", "certified_error": float(res.certified_error),
                 "clean_error": float(res.clean_error)}

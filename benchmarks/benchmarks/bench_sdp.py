@@ -171,7 +171,7 @@ class Certify:
         assert res.certified_error >= res.clean_error
 
     def time_certify_end_to_end(self):
-        self.certify._PAIR_CACHE.clear()  # the 45 SDPs are part of the cost
+        compare.clear_pair_cache(self.certify)  # the 45 SDPs are part of the cost
         self._check(self.certify.Certifier(self.net, rel_tol=REL_TOL).certify(self.X, self.y, 0.1))
 
     def time_certify_cached_sdps(self):

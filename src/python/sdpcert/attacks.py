@@ -40,7 +40,7 @@ import numpy as np
 
 from .certify import check_eps
 from .errors import NonFiniteError, SdpcertError, ShapeError
-from .network import TwoLayerNet
+from .network import TwoLayerNet, check_exact_float64
 
 __all__ = ["fgsm", "pgd", "cw_linf", "attack_error", "evaluate_attacks", "ATTACKS", "LOSSES"]
 
@@ -106,10 +106,11 @@ def _check_data(target: _Target, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray
                          "(flatten images first, e.g. X.reshape(len(X), -1))")
     if target.d is not None and X.shape[1] != target.d:
         raise ShapeError(f"X has {X.shape[1]} columns but the model takes d = {target.d} inputs")
-    X = np.array(X, dtype=np.float64, order="C", copy=True)
     bad = int((~np.isfinite(X)).sum())
     if bad:
         raise NonFiniteError(f"X contains {bad} non-finite value{'s' if bad != 1 else ''} (NaN/inf)")
+    check_exact_float64("X", X)  # the attacks run in float64: a long double x would be attacked as another point
+    X = np.array(X, dtype=np.float64, order="C", copy=True)
     if X.min() < 0.0 or X.max() > 1.0:
         raise SdpcertError(f"X must lie in [0, 1] (the attacks clip to [0, 1]); got values in [{X.min()}, {X.max()}]")
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
@@ -132,9 +133,19 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _seed(value: Any) -> int:
+    # torch.Generator.manual_seed takes [-2^63, 2^64 - 1] and raises a bare ValueError/RuntimeError otherwise.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not -2 ** 63 <= value <= 2 ** 64 - 1:
+        raise SdpcertError(f"seed must be an integer in [-2^63, 2^64 - 1]; got {value!r}")
+    return int(value)
+
+
 def _step_size(step_size: Any, eps: float, steps: int) -> float:
     if step_size is None:
         return 2.5 * eps / steps
+    if isinstance(step_size, (bool, np.bool_, str, bytes)):
+        raise SdpcertError(f"step_size must be a number or None; got {step_size!r}")
     try:
         value = float(step_size)
     except (TypeError, ValueError):
@@ -270,8 +281,9 @@ def pgd(model: Any, X: Any, y: Any, eps: float, steps: int = 40, step_size: Opti
         raise SdpcertError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     if not isinstance(random_start, (bool, np.bool_)):
         raise SdpcertError(f"random_start must be True or False; got {random_start!r}")
+    seed = _seed(seed)
     X, y = _check_data(target, X, y)
-    return _run_pgd(target, X, y, eps, steps, alpha, restarts, bool(random_start), loss, int(seed))
+    return _run_pgd(target, X, y, eps, steps, alpha, restarts, bool(random_start), loss, seed)
 
 
 def cw_linf(model: Any, X: Any, y: Any, eps: float, steps: int = 100, step_size: Optional[float] = None,

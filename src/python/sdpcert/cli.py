@@ -9,7 +9,11 @@ and ``sdpcert train --objective sdp``.
 
 Exit codes: 0 success; 2 bad input (a usage error, an ``SdpcertError`` such as a corrupt model or a negative eps, a
 missing or unwritable file), reported as one ``error: ...`` line on stderr without a traceback; 3 a soundness check
-failed (``demo``, ``attack --check-certificates``: a certified point was broken by an attack).
+failed (``demo``, ``attack --check-certificates``, ``reproduce``: a certified point was broken by an attack, an
+``UnsoundCertificateError``), also reported as an ``error: ...`` line.
+
+JSON reports (``--json``) are strict JSON: a number that is not finite (e.g. the upper bound of a pair SDP that
+could not be proven, +inf) is written as ``null`` and its location is listed under ``"non_finite"``.
 
 Progress bars and notes go to stderr, tables to stdout. The numerical work lives in ``certify.py``, ``attacks.py``
 and ``demo.py``.
@@ -25,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .errors import SdpcertError, ShapeError
+from .errors import NonFiniteError, SdpcertError, ShapeError, UnsoundCertificateError
 
 __all__ = ["main", "build_parser"]
 
@@ -73,6 +77,23 @@ def _pos_int(text: str) -> int:
     return value
 
 
+_SEED_MAX = 2 ** 63 - 1  # torch and numpy both take seeds up to here
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed; got {text!r}") from None
+    if not 0 <= value <= _SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, {_SEED_MAX}]; got {text}")
+    return value
+
+
+_JSON_HELP = ("write all numbers to this JSON file (numbers that are not finite, e.g. an unproven pair bound, are "
+              "written as null and listed under \"non_finite\")")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .demo import DEFAULT_EPS
@@ -97,13 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR; if neither is given, "
                            "the packaged 1000-image test sample)")
     cert.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
-    cert.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples")
+    cert.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples (N >= 1)")
     cert.add_argument("--methods", type=_method_list, default=None,
                       help="comma-separated subset of sdp,spectral,frobenius,lp (default: all that apply to the "
                            "model; lp needs a ReLU net)")
     cert.add_argument("--rel-tol", type=float, default=1e-6,
                       help="target relative gap of each pair SDP (default 1e-6; the bound is proven at any tol)")
-    cert.add_argument("--json", metavar="OUT", default=None, help="write all numbers to this JSON file")
+    cert.add_argument("--json", metavar="OUT", default=None, help=_JSON_HELP)
 
     att = sub.add_parser("attack", help="attack a saved model (.npz) on MNIST with FGSM / PGD / CW at l_inf radii",
                          description="Attack a saved TwoLayerNet (.npz) on MNIST: clean error and the error after "
@@ -122,16 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--restarts", type=int, default=1, help="PGD / CW: random restarts (default 1)")
     att.add_argument("--step-size", type=float, default=None,
                      help="PGD / CW: step size (default 2.5 eps / steps)")
-    att.add_argument("--seed", type=int, default=0, help="PGD / CW: seed of the random starts (default 0)")
+    att.add_argument("--seed", type=_seed, default=0, help="PGD / CW: seed of the random starts (default 0)")
     att.add_argument("--data", metavar="DIR", default=None,
                      help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR; if neither is given, "
                           "the packaged 1000-image test sample)")
     att.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
-    att.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples")
+    att.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples (N >= 1)")
     att.add_argument("--check-certificates", action="store_true",
                      help="also certify the points with every method that applies (sdp, spectral, frobenius, lp) "
                           "and count the certified points an attack broke (exit code 3 if any)")
-    att.add_argument("--json", metavar="OUT", default=None, help="write all numbers to this JSON file")
+    att.add_argument("--json", metavar="OUT", default=None, help=_JSON_HELP)
 
     demo = sub.add_parser("demo", help="train a small net on packaged MNIST, certify it and attack it (~1 minute)",
                           description="Quick start, no download: trains a 784-100-10 ReLU net on the packaged MNIST "
@@ -144,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where model.npz and summary.json go (default ./sdpcert-demo)")
     demo.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS),
                       help=f"comma-separated l_inf radii (default {','.join(map(str, DEFAULT_EPS))})")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.add_argument("--skip-packaged", action="store_true",
                       help="skip part 2 (certifying and attacking the packaged SDP-NN at eps 0.1, ~10 s)")
 
@@ -182,11 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--test-limit", type=_pos_int, default=None, help="use only the first N test examples")
     tr.add_argument("--out", metavar="DIR", default="sdpcert-train", help="output folder (default ./sdpcert-train)")
     tr.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
-    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     tr.add_argument("--threads", type=_pos_int, default=1,
                     help="cores (default 1; the sdp objectives give one to the eigen-solve thread)")
     tr.add_argument("--device", default="cpu",
-                    help="torch device, e.g. cuda (default cpu; on CUDA the SDP penalty uses torch's eigh)")
+                    help="torch device, e.g. cuda (default cpu; on CUDA the SDP penalty uses torch's eigh); refused "
+                         "up front when torch cannot use it")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     from .reproduce.plan import NETWORK_KEYS
@@ -290,6 +312,39 @@ def _load_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, str]:
     return X, y, source
 
 
+def _check_limit(args: argparse.Namespace, verb: str) -> None:
+    """--limit 0 is refused before anything is loaded: an error rate over no examples is not a result."""
+    if args.limit == 0:
+        raise SdpcertError(f"--limit 0 leaves no examples to {verb}; use --limit 1 or more")
+
+
+def _strict_json(value: Any, where: str, non_finite: list[str]) -> Any:
+    """``value`` with every number that is not finite (inf, -inf, NaN) replaced by None; their locations (e.g.
+    ``pair_sdp.upper[3][7]: inf``) are appended to ``non_finite``. Strict JSON has no such numbers."""
+    import math
+
+    if isinstance(value, dict):
+        return {key: _strict_json(item, f"{where}.{key}" if where else str(key), non_finite)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item, f"{where}[{i}]", non_finite) for i, item in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        non_finite.append(f"{where}: {value}")
+        return None
+    return value
+
+
+def _write_json(path: Path, report: dict) -> None:
+    """Write ``report`` as strict JSON; a number that is not finite becomes null, listed under "non_finite"."""
+    non_finite: list[str] = []
+    strict = _strict_json(report, "", non_finite)
+    if non_finite:
+        strict["non_finite"] = {"note": "null stands for a number that is not finite (inf: no finite bound was "
+                                        "proven; nan: undefined); each location and its value:",
+                                "values": non_finite}
+    path.write_text(json.dumps(strict, indent=2, allow_nan=False) + "\n")
+
+
 def _json_path(args: argparse.Namespace) -> Optional[Path]:
     """--json OUT as a Path (None without it), refused up front when its folder does not exist."""
     json_path = Path(args.json) if args.json else None
@@ -312,15 +367,34 @@ def _load_model_and_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, 
     return net, X, y, source
 
 
+def _finite_logits(net: Any, X: Any) -> Any:
+    """The model's float64 logits on X, refused (NonFiniteError) when some overflow to inf/NaN: then no error rate,
+    attack or certificate of this model means anything, and the pair SDPs need not be solved to find that out."""
+    import numpy as np
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits = net.forward(X)
+    overflowed = ~np.all(np.isfinite(logits), axis=1)
+    if overflowed.any():
+        raise NonFiniteError(f"the model's logits are not finite (they overflow float64) on {int(overflowed.sum())} "
+                             f"of the {len(X)} examples, e.g. example {int(np.flatnonzero(overflowed)[0])}: the "
+                             f"weights are too large for float64 on this data")
+    return logits
+
+
 def _cmd_certify(args: argparse.Namespace) -> int:
     from .certify import Certifier, check_eps, methods_for
 
     out, err = _consoles()
     eps_values = [check_eps(e) for e in args.eps]
+    _check_limit(args, "certify")
     json_path = _json_path(args)
 
     t0 = time.perf_counter()
     net, X, y, source = _load_model_and_data(args, err)
+    if len(y) == 0:
+        raise SdpcertError(f"no examples to certify ({source}); use --limit 1 or more")
+    _finite_logits(net, X)
     certifier = Certifier(net, rel_tol=args.rel_tol)
     t_load = time.perf_counter() - t0
 
@@ -370,7 +444,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
                 "sweeps": pairs.sweeps.tolist(),
                 "solver_seconds": pairs.seconds,
             }
-        json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        _write_json(json_path, report)
         err.print(f"wrote {json_path}", highlight=False, soft_wrap=True, markup=False)
     return EXIT_OK
 
@@ -440,6 +514,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     eps_values = [check_eps(e) for e in args.eps]
     attacks = _attack_list(args.methods)
     settings = _attack_settings(args)
+    _check_limit(args, "attack")
     json_path = _json_path(args)
 
     t0 = time.perf_counter()
@@ -450,7 +525,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     n = int(len(y))
 
     options = {"fgsm": {}, "pgd": dict(settings), "cw": dict(settings)}
-    clean_wrong = np.argmax(net.forward(X), axis=1) != y
+    clean_wrong = np.argmax(_finite_logits(net, X), axis=1) != y
     fooled: dict[tuple[float, str], np.ndarray] = {}
     t_attack = {a: 0.0 for a in attacks}
     with _Bars(err) as bars:
@@ -540,7 +615,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         if methods:
             report["certification_methods"] = methods
             report["broken_total"] = broken_total
-        json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        _write_json(json_path, report)
         err.print(f"wrote {json_path}", highlight=False, soft_wrap=True, markup=False)
 
     if not methods:
@@ -553,7 +628,8 @@ def _cmd_attack(args: argparse.Namespace) -> int:
                               f"by {attack_names}, indices {c['broken_indices'][:20]}[/bold red]")
         out.print(f"[bold red]{broken_total} certified points broken by {attack_names}: a certificate "
                   f"is wrong[/bold red]")
-        return EXIT_UNSOUND
+        raise UnsoundCertificateError(f"{broken_total} certified point(s) broken by {attack_names} (listed above): "
+                                      f"a certificate is unsound")
     out.print(f"0 certified points broken by {attack_desc} (n = {n}, every eps and certification method: "
               f"{', '.join(methods)})", highlight=False, soft_wrap=True, markup=False)
     return EXIT_OK
@@ -607,7 +683,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     err.print(f"[bold red]UNSOUND: packaged SDP-NN, eps {packaged['eps']:g}, {m}: {s['broken']} "
                               f"certified point(s) broken by PGD, indices {s['broken_indices'][:20]}[/bold red]")
         out.print(f"[bold red]{broken} certified points broken by PGD: a certificate is wrong[/bold red]")
-        return EXIT_UNSOUND
+        raise UnsoundCertificateError(f"{broken} certified point(s) broken by PGD (listed above): a certificate is "
+                                      f"unsound")
     steps = summary["pgd"]["steps"]
     out.print(f"0 certified points broken by PGD ({steps} steps, every test image, every eps and method, both nets)",
               highlight=False, soft_wrap=True, markup=False)
@@ -679,7 +756,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                "train": _cmd_train, "reproduce": _cmd_reproduce}[args.command]
     try:
         return handler(args)
-    except SdpcertError as exc:
+    except UnsoundCertificateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNSOUND
+    except SdpcertError as exc:  # bad input, including arguments the compiled core refused (CoreArgumentError)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as exc:  # missing / unreadable / unwritable files named on the command line

@@ -1,8 +1,10 @@
 """The one-hidden-layer network that sdpcert certifies: ``f(x) = V σ(W x + b) + b2``.
 
 ``TwoLayerNet`` is the single source of the weights for everything downstream (pair operators, SDP values,
-bounds, attacks). It keeps float64, C-contiguous, read-only copies, so a certificate computed from a model
-cannot be invalidated by someone editing the arrays afterwards, and its ``fingerprint()`` stays valid.
+bounds, attacks). It keeps float64, C-contiguous copies that nobody can make writable (see ``immutable_copy``), so
+a certificate computed from a model cannot be invalidated by someone editing the arrays afterwards, and its
+``fingerprint()`` stays valid. Weights that float64 cannot hold exactly (64-bit integers beyond 2^53, long double
+values between two doubles) are refused: the certificate would be about a rounded, different network.
 
 Model files are ``.npz`` archives read with ``allow_pickle=False``: loading a model never runs code.
 """
@@ -21,7 +23,7 @@ import numpy as np
 
 from .errors import ModelFileError, NonFiniteError, SdpcertError, ShapeError
 
-__all__ = ["TwoLayerNet", "ACTIVATIONS", "MODEL_FORMAT_VERSION"]
+__all__ = ["TwoLayerNet", "ACTIVATIONS", "MODEL_FORMAT_VERSION", "immutable_copy", "check_exact_float64"]
 
 #: Activation name -> L, the upper end of σ' ∈ [0, L] used by the certificate (DESIGN.md §1).
 ACTIVATIONS: dict[str, float] = {"relu": 1.0, "sigmoid": 0.25, "tanh": 1.0}
@@ -60,11 +62,62 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
         )
 
 
-def _frozen_float64(arr: np.ndarray) -> np.ndarray:
-    """A private float64, C-contiguous, read-only copy (a copy even when ``arr`` already is float64)."""
-    out = np.array(arr, dtype=np.float64, order="C", copy=True)
-    out.flags.writeable = False
-    return out
+def check_exact_float64(name: str, arr: np.ndarray) -> None:
+    """Refuse an array whose values float64 cannot represent exactly (``SdpcertError`` naming ``name``).
+
+    Everything sdpcert computes is float64; a value that changes on conversion would give a certificate for a
+    different network or input. float16/32/64 and integers of up to 32 bits always convert exactly; 64-bit integers
+    do up to 2^53 in magnitude (beyond, only when their low bits are zero); a long double does when it lies on the
+    float64 grid. Call it after the finiteness check (NaN never equals itself)."""
+    kind, size = arr.dtype.kind, arr.dtype.itemsize
+    if arr.size == 0 or kind not in "iuf" or (kind in "iu" and size <= 4) or (kind == "f" and size <= 8):
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        as_double = arr.astype(np.float64)
+        if kind == "f":
+            exact = as_double.astype(arr.dtype) == arr  # compared in the wider type: exact
+        else:
+            # Converting back is exact below 2^63 (2^64 unsigned); a value that rounded up to that power of two
+            # was above the type's maximum, so it changed.
+            limit = 2.0 ** (63 if kind == "i" else 64)
+            fits = np.abs(as_double) < limit
+            exact = np.zeros(arr.shape, dtype=bool)
+            exact[fits] = as_double[fits].astype(arr.dtype) == arr[fits]
+    inexact = ~exact
+    count = int(inexact.sum())
+    if count:
+        first = tuple(int(i) for i in np.argwhere(inexact)[0])
+        raise SdpcertError(
+            f"{name} holds {count} value{'s' if count != 1 else ''} that float64 cannot represent exactly (dtype "
+            f"{arr.dtype}; first at index {first}: {arr[first]}); sdpcert computes in float64, so the certificate "
+            f"would be about a different {'network' if name != 'X' else 'input'}: round the values to float64 "
+            f"yourself (e.g. {name}.astype(numpy.float64)) if that is what you mean"
+        )
+
+
+def immutable_copy(arr: Any, dtype: Any = None) -> np.ndarray:
+    """A C-contiguous copy of ``arr`` (as ``dtype``) that nobody can make writable; ``arr`` itself when it already is
+    such an array of that dtype.
+
+    ``flags.writeable = False`` alone is undone by ``flags.writeable = True`` whenever the array owns its memory.
+    This copy is a view of an immutable ``bytes`` object, and numpy refuses to make that view (or its base)
+    writable, so whatever was computed from the values -- a fingerprint, cached pair SDP values, a growth matrix --
+    stays true of them for as long as the array exists.
+    """
+    if isinstance(arr, np.ndarray) and (dtype is None or arr.dtype == np.dtype(dtype)) and _is_immutable(arr):
+        return arr
+    src = np.ascontiguousarray(arr, dtype=dtype)
+    return np.frombuffer(src.tobytes(), dtype=src.dtype).reshape(src.shape)
+
+
+def _is_immutable(arr: np.ndarray) -> bool:
+    """True for a C-contiguous read-only array whose memory belongs to a ``bytes`` object (see immutable_copy)."""
+    if arr.flags.writeable or not arr.flags.c_contiguous:
+        return False
+    base: Any = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, bytes)
 
 
 def _normalize_activation(activation: Any) -> str:
@@ -96,12 +149,14 @@ class TwoLayerNet:
     ----------
     W, b, V, b2
         Weights of shapes ``(m, d)``, ``(m,)``, ``(k, m)``, ``(k,)``, with ``m, d >= 1`` and ``k >= 2``.
-        Any real numeric array-like (or CPU torch tensor); stored as float64 read-only copies.
+        Any real numeric array-like (or CPU torch tensor) whose values float64 holds exactly; stored as float64
+        copies that cannot be made writable.
     activation
         ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
 
     Raises ``ShapeError`` for wrong ranks or mismatched sizes, ``NonFiniteError`` for NaN/inf,
-    ``SdpcertError`` for a non-numeric dtype or an unknown activation.
+    ``SdpcertError`` for a non-numeric dtype, values that float64 cannot represent exactly (e.g. int64 beyond 2^53,
+    long double between two doubles) or an unknown activation.
 
     Example
     -------
@@ -119,8 +174,18 @@ class TwoLayerNet:
         self._check_shapes(W, b, V, b2)
         for name, arr in zip(_WEIGHT_NAMES, (W, b, V, b2)):
             _check_finite(name, arr)
-        self._W, self._b, self._V, self._b2 = (_frozen_float64(a) for a in (W, b, V, b2))
+            check_exact_float64(name, arr)
+        # Private copies nobody can make writable (not even through flags.writeable): the weights of a TwoLayerNet
+        # never change, which is what keeps the memoised fingerprint -- the key of every cached pair SDP value and
+        # growth matrix -- true of the model for its whole life.
+        self._W, self._b, self._V, self._b2 = (immutable_copy(a, np.float64) for a in (W, b, V, b2))
         self._fingerprint: str | None = None
+
+    def __reduce__(self) -> tuple:
+        # pickle and copy.deepcopy rebuild through the constructor: the copy's weights are frozen the same way
+        # (unpickled arrays would be writable) and its fingerprint is computed afresh from them.
+        return (type(self), (np.array(self._W), np.array(self._b), np.array(self._V), np.array(self._b2),
+                             self._activation))
 
     @staticmethod
     def _check_shapes(W: np.ndarray, b: np.ndarray, V: np.ndarray, b2: np.ndarray) -> None:
@@ -146,22 +211,22 @@ class TwoLayerNet:
     # ------------------------------------------------------------------------------------------- properties
     @property
     def W(self) -> np.ndarray:
-        """First-layer weights, ``(m, d)`` float64, read-only."""
+        """First-layer weights, ``(m, d)`` float64, read-only for good (see ``immutable_copy``)."""
         return self._W
 
     @property
     def b(self) -> np.ndarray:
-        """First-layer bias, ``(m,)`` float64, read-only."""
+        """First-layer bias, ``(m,)`` float64, read-only for good (see ``immutable_copy``)."""
         return self._b
 
     @property
     def V(self) -> np.ndarray:
-        """Second-layer weights, ``(k, m)`` float64, read-only."""
+        """Second-layer weights, ``(k, m)`` float64, read-only for good (see ``immutable_copy``)."""
         return self._V
 
     @property
     def b2(self) -> np.ndarray:
-        """Second-layer bias, ``(k,)`` float64, read-only."""
+        """Second-layer bias, ``(k,)`` float64, read-only for good (see ``immutable_copy``)."""
         return self._b2
 
     @property
@@ -201,6 +266,7 @@ class TwoLayerNet:
                 f"got shape {arr.shape} (flatten images first, e.g. X.reshape(len(X), -1))"
             )
         _check_finite("X", arr)
+        check_exact_float64("X", arr)
         return np.asarray(arr, dtype=np.float64)
 
     def hidden(self, X: Any) -> np.ndarray:
@@ -254,7 +320,8 @@ class TwoLayerNet:
     def fingerprint(self) -> str:
         """SHA-256 hex digest of the format, activation, shapes and raw float64 bytes of W, b, V, b2.
 
-        Equal fingerprints mean bit-identical models, so per-model SDP values can be cached under it.
+        Equal fingerprints mean bit-identical models, so per-model SDP values can be cached under it. It is computed
+        once: the weights cannot change afterwards (see ``__init__``).
 
         >>> net = TwoLayerNet([[1.0]], [0.0], [[1.0], [3.0]], [0.0, 0.0])
         >>> len(net.fingerprint())
@@ -392,7 +459,8 @@ class TwoLayerNet:
         """Read a model written by :meth:`save`. Never unpickles; every problem is a ``ModelFileError``.
 
         Refused: a missing file, something that is not an .npz archive, a truncated or corrupt archive,
-        missing arrays, another format version, object (pickled) arrays, inconsistent shapes, NaN/inf weights.
+        missing or unknown arrays, another format version, object (pickled) arrays, inconsistent shapes, NaN/inf
+        weights, weights that float64 cannot represent exactly.
         """
         path = Path(path)
         if not path.exists():
@@ -419,6 +487,14 @@ class TwoLayerNet:
                     raise ModelFileError(
                         f"model file {path} lacks array(s) {missing}; it holds {sorted(archive.files)}, "
                         f"a model file needs {list(_FILE_KEYS)}"
+                    )
+                # Refused rather than ignored: an extra array (a second layer's weights, a scaling, ...) means the
+                # file describes some other network than the one that would be certified.
+                unknown = sorted(key for key in archive.files if key not in _FILE_KEYS)
+                if unknown:
+                    raise ModelFileError(
+                        f"model file {path} holds unknown array(s) {unknown}; a model file holds exactly "
+                        f"{list(_FILE_KEYS)}"
                     )
                 arrays = {key: _read_member(archive, key, path) for key in _FILE_KEYS}
         version = _read_string(arrays["format_version"], "format_version", path)

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 import torch
 
-from .errors import NonFiniteError, SdpcertError, ShapeError
+from .errors import NonFiniteError, SdpcertError, ShapeError, core_arguments
 
 try:  # the compiled core; the torch backend works without it
     from . import _core
@@ -220,9 +220,10 @@ def _top_eigenpairs_core(W: torch.Tensor, V: torch.Tensor, pairs: np.ndarray, c:
     c64 = c.detach().to(torch.float64).numpy()
     D = c64.shape[1]
     start = warm.start_for(pairs, D) if warm is not None else None
-    out = _core.top_eigenpairs(W64, V64, pairs, c64, tol=tol, max_iter=max_iter, start=start,
-                               dense_fallback=dense_fallback, exact_residuals=exact_residuals, threads=threads,
-                               float32_matvecs=float32_matvecs)
+    with core_arguments("the Lanczos eigensolver refused its arguments"):
+        out = _core.top_eigenpairs(W64, V64, pairs, c64, tol=tol, max_iter=max_iter, start=start,
+                                   dense_fallback=dense_fallback, exact_residuals=exact_residuals, threads=threads,
+                                   float32_matvecs=float32_matvecs)
     vals = np.asarray(out["values"], dtype=np.float64)
     vecs = np.asarray(out["vectors"], dtype=np.float64)
     info = {"status": list(out["status"]), "iterations": np.asarray(out["iterations"]).copy(),
@@ -262,8 +263,14 @@ def top_eigenpairs(W: torch.Tensor, V: torch.Tensor, c: torch.Tensor, pairs: Any
     the core's Lanczos (0: all cores) and ``float32_matvecs`` (core: the products with W in float32, about twice
     as fast; the values stay estimates either way)."""
     pairs_np, m, d, k = _check_inputs(W, V, c, pairs)
-    if not (tol > 0 and np.isfinite(tol)):
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)) \
+            or not (tol > 0 and np.isfinite(tol)):
         raise SdpcertError(f"tol must be positive and finite; got {tol!r}")
+    # Integers only (nothing is truncated: 2.7 sweeps is a mistake, not 2); the core counts them in 32 bits.
+    for name, value, low in (("max_iter", max_iter, 1), ("threads", threads, 0)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                or not low <= value <= 2 ** 31 - 1:
+            raise SdpcertError(f"{name} must be an integer in [{low}, {2 ** 31 - 1}]; got {value!r}")
     which = _choose_backend(backend, W.device)
     with torch.no_grad():
         if which == "core":
@@ -408,7 +415,8 @@ def certified_dual_bounds(W: Any, V: Any, c: Any, pairs: Any) -> dict[str, np.nd
 
     W64, V64, c64 = f64("W", W), f64("V", V), f64("c", c)
     pairs_np = _as_pairs(pairs, V64.shape[0])
-    out = _core.lambda_max_upper_bounds(W64, V64, pairs_np, c64)
+    with core_arguments("the certified eigenvalue bound refused its arguments"):
+        out = _core.lambda_max_upper_bounds(W64, V64, pairs_np, c64)
     return {"lambda_bound": np.asarray(out["lambda_bound"]), "dual_bound": np.asarray(out["dual_bound"])}
 
 
@@ -438,10 +446,20 @@ class DualCertificateRegularizer(torch.nn.Module):
                 raise SdpcertError(f"{name} must be a positive integer; got {val!r}")
         if k < 2:
             raise SdpcertError(f"k must be >= 2 classes; got {k}")
+        for name, val in (("weight", weight), ("init_c", init_c), ("tol", tol)):
+            if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, float, np.integer, np.floating)):
+                raise SdpcertError(f"{name} must be a real number; got {val!r}")
         if not np.isfinite(weight) or weight < 0:
             raise SdpcertError(f"weight must be finite and >= 0; got {weight!r}")
         if not np.isfinite(init_c):
             raise NonFiniteError(f"init_c must be finite; got {init_c!r}")
+        if not (np.isfinite(tol) and tol > 0):
+            raise SdpcertError(f"tol must be positive and finite; got {tol!r}")
+        if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, (int, np.integer)) \
+                or not 1 <= max_iter <= 2 ** 31 - 1:
+            raise SdpcertError(f"max_iter must be an integer in [1, {2 ** 31 - 1}]; got {max_iter!r}")
+        if backend not in ("auto", "core", "torch"):
+            raise SdpcertError(f"backend must be 'auto', 'core' or 'torch'; got {backend!r}")
         self.k, self.d, self.m = int(k), int(d), int(m)
         self.D = 1 + self.m + self.d
         if isinstance(pairs, str):

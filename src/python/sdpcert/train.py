@@ -133,12 +133,7 @@ class TrainConfig:
             if not math.isfinite(value) or value < 0:
                 raise SdpcertError(f"{name} must be finite and >= 0; got {value!r}")
             setattr(self, name, value)
-        try:
-            import torch
-
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise SdpcertError(f"device must name a torch device such as 'cpu' or 'cuda'; got {self.device!r}") from exc
+        self._check_device()
         if self.lr <= 0:
             raise SdpcertError(f"lr must be > 0; got {self.lr}")
         if self.resume and self.out_dir is None:
@@ -147,6 +142,33 @@ class TrainConfig:
             self.data = str(self.data)
         if self.out_dir is not None:
             self.out_dir = str(self.out_dir)
+
+    def _check_device(self) -> None:
+        """Refuse, before any work starts, a device that torch cannot parse or cannot use on this machine."""
+        import torch
+
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise SdpcertError(f"device must name a torch device such as 'cpu' or 'cuda'; got {self.device!r}") from exc
+        if device.type == "cpu":
+            return
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise SdpcertError(f"device {self.device!r}: torch finds no usable CUDA device on this machine "
+                                   f"(torch.cuda.is_available() is False); use device 'cpu'")
+            count = torch.cuda.device_count()
+            if device.index is not None and device.index >= count:
+                raise SdpcertError(f"device {self.device!r}: this machine has {count} CUDA device(s), numbered "
+                                   f"0..{count - 1}")
+            return
+        if device.type == "meta":
+            raise SdpcertError("device 'meta' holds no values: nothing can be trained on it; use 'cpu' or 'cuda'")
+        try:  # any other kind (mps, xpu, ...): one tiny allocation tells whether this torch can use it here
+            torch.zeros(1, device=device)
+        except Exception as exc:  # torch raises RuntimeError, AssertionError, ... depending on the backend
+            detail = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+            raise SdpcertError(f"device {self.device!r} is not usable by torch on this machine: {detail}") from exc
 
     @property
     def is_sdp(self) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..attacks import evaluate_attacks
 from ..certify import METHODS, Certifier
-from ..errors import SdpcertError
+from ..errors import UnsoundCertificateError
 from ..experiments import error_vs_eps
 from ..network import TwoLayerNet
 from ..train import LOG_JSON_NAME, MODEL_NAME, load_split
@@ -131,8 +131,8 @@ def evaluate_network(out: Path, spec: NetworkSpec, data: Optional[str], settings
                         certifier=certifier, progress=lambda done, total: say(f"  radius {done}/{total} done"))
     broken = sum(row["broken"] for row in rows)
     if broken:
-        raise SdpcertError(f"{spec.name}: {broken} certified points were broken by an attack: a certificate is "
-                           f"unsound; results not written")
+        raise UnsoundCertificateError(f"{spec.name}: {broken} certified points were broken by an attack: a "
+                                      f"certificate is unsound; results not written")
     main = next(row for row in rows if row["eps"] == settings.eps)
     if log is not None:
         log(f"  {spec.name} at eps {settings.eps:g}: clean {100 * main['clean_error']:.2f}%, PGD "
