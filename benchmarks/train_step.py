@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from sdpcert import load_mnist_sample
-from sdpcert.train import TrainConfig, Trainer, torch_threads
+from sdpcert.training import TrainConfig, Trainer, threads_for as torch_threads
 
 
 def mean_step_ms(config: TrainConfig, X: torch.Tensor, y: torch.Tensor, steps: int, warmup: int,

@@ -1,6 +1,6 @@
 """Independent reference implementations used by the core's tests.
 
-Nothing here calls ``sdpcert._core``: every function rebuilds its answer from DESIGN.md §1–2 with NumPy, SciPy,
+Nothing here calls ``sdpcert._core``: every function rebuilds its answer from the math of docs/design.md §2 with NumPy, SciPy,
 cvxpy/Clarabel, SDPA or mpmath, so that a test comparing the core against it can fail.
 
 - ``pair_matrix_ref``: the D×D pair matrix M(v) − diag(c), built block by block from A = Wᵀ diag(v).
@@ -12,12 +12,10 @@ cvxpy/Clarabel, SDPA or mpmath, so that a test comparing the core against it can
 - ``relu_max_margin_enum`` / ``relu_max_margin_milp``: the exact maximum of f_i − f_j over an ℓ∞ ball for a ReLU
   network, by enumerating activation patterns (one LP each) or by a big-M MILP.
 - ``smooth_max_margin_lower``: a lower bound on that maximum for sigmoid/tanh networks (grid + local search).
-- ``tiny_trained_mnist_net``: a small ReLU network trained for a few seconds on the packaged MNIST slice.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import numpy as np
@@ -26,7 +24,7 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp, minimize
 
 # ------------------------------------------------------------------------------------------------ pair matrix
 def pair_matrix_ref(W: np.ndarray, v: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-    """M(v) − diag(c) of DESIGN §1, blocks ordered (1, s (m), t (d)), from A = Wᵀ diag(v) (d × m)."""
+    """M(v) − diag(c) of docs/design.md §2, blocks ordered (1, s (m), t (d)), from A = Wᵀ diag(v) (d × m)."""
     W = np.asarray(W, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
     m, d = W.shape
@@ -72,7 +70,7 @@ def sdp_value_clarabel(M: np.ndarray, tol: float = 1e-10) -> float:
 def sdp_value_sdpa(M: np.ndarray, eps: float = 1e-8) -> tuple[float, float]:
     """The same SDP by SDPA (sdpa-python), in SeDuMi form: min ⟨−M, P⟩ s.t. diag(P) = 1, P ⪰ 0.
 
-    (diag(P) = 1 and diag(P) ≤ 1 give the same value for zero-diagonal M; DESIGN §1.) Returns (midpoint, half
+    (diag(P) = 1 and diag(P) ≤ 1 give the same value for zero-diagonal M; docs/design.md §2.) Returns (midpoint, half
     width) of SDPA's primal and dual objectives: with both iterates feasible the value lies in that interval.
     (Tighter ``eps`` than ~1e-8 makes SDPA stop at "pdFEAS" with no better answer.)"""
     import warnings
@@ -232,41 +230,3 @@ def smooth_max_margin_lower(net, x: np.ndarray, eps: float, i: int, j: int, grid
         o = net.forward(z)
         best = max(best, float(o[i] - o[j]))
     return best
-
-
-# ------------------------------------------------------------------------------------------------ real weights
-@functools.lru_cache(maxsize=2)
-def tiny_trained_mnist_net(m: int = 40, steps: int = 100, n: int = 1000, seed: int = 0):
-    """A 784→m→10 ReLU network trained briefly (full-batch Adam on softmax cross-entropy, NumPy) on the first
-    ``n`` examples of the packaged MNIST slice: weights with the structure of a real trained net (near-dead border
-    pixels, correlated hidden units), in a couple of seconds (~85% test accuracy)."""
-    from sdpcert.data import load_mnist_sample
-    from sdpcert.network import TwoLayerNet
-
-    X, y = load_mnist_sample("train", limit=n, dtype=np.float64)
-    n, d = X.shape
-    k = 10
-    rng = np.random.default_rng(seed)
-    params = [rng.normal(scale=np.sqrt(2.0 / d), size=(m, d)), np.zeros(m),
-              rng.normal(scale=np.sqrt(2.0 / m), size=(k, m)), np.zeros(k)]
-    mom = [np.zeros_like(p) for p in params]
-    sq = [np.zeros_like(p) for p in params]
-    Y = np.eye(k)[y]
-    lr, b1, b2, tiny = 3e-3, 0.9, 0.999, 1e-8
-    for t in range(1, steps + 1):
-        W, b, V, c = params
-        Z = X @ W.T + b
-        H = np.maximum(Z, 0.0)
-        logits = H @ V.T + c
-        logits -= logits.max(axis=1, keepdims=True)
-        prob = np.exp(logits)
-        prob /= prob.sum(axis=1, keepdims=True)
-        G = (prob - Y) / n
-        gV, gc = (H.T @ G).T, G.sum(axis=0)
-        GH = (G @ V) * (Z > 0)
-        gW, gb = (X.T @ GH).T, GH.sum(axis=0)  # (Xᵀ GH)ᵀ: much faster than GHᵀ X here
-        for idx, g in enumerate((gW, gb, gV, gc)):
-            mom[idx] = b1 * mom[idx] + (1 - b1) * g
-            sq[idx] = b2 * sq[idx] + (1 - b2) * g * g
-            params[idx] = params[idx] - lr * (mom[idx] / (1 - b1 ** t)) / (np.sqrt(sq[idx] / (1 - b2 ** t)) + tiny)
-    return TwoLayerNet(*params, activation="relu")

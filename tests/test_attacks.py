@@ -21,21 +21,16 @@ from torch import nn
 from sdpcert import Certifier, NonFiniteError, SdpcertError, ShapeError, TwoLayerNet, load_mnist_sample
 from sdpcert.attacks import attack_error, cw_linf, evaluate_attacks, fgsm, pgd
 
-from conftest import train_small_mnist_net
+from helpers import train_small_mnist_net
 
 torch.set_num_threads(1)
 
 METHODS = ("fgsm", "pgd", "cw")
 
 
-def train_net(hidden: int = 30, epochs: int = 10, seed: int = 0) -> TwoLayerNet:
-    """784-hidden-10 ReLU net, CE + small Frobenius penalty, a couple of seconds on the packaged slice."""
-    return train_small_mnist_net(hidden=hidden, epochs=epochs, seed=seed)
-
-
 @pytest.fixture(scope="module")
 def net() -> TwoLayerNet:
-    return train_net()
+    return train_small_mnist_net(epochs=10)
 
 
 @pytest.fixture(scope="module")

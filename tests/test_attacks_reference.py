@@ -17,7 +17,7 @@ import torch
 from sdpcert import load_mnist_sample
 from sdpcert.attacks import cw_linf, fgsm, pgd
 
-from conftest import train_small_mnist_net
+from helpers import train_small_mnist_net
 
 torchattacks = pytest.importorskip(
     "torchattacks", reason="torchattacks is the test-only reference: pip install --no-deps torchattacks==3.5.1")

@@ -32,7 +32,7 @@ import pytest
 from sdpcert import Certifier, SdpcertError, TwoLayerNet, load_mnist_sample
 from sdpcert.certify import METHODS
 from sdpcert.cli import main as cli_main
-from sdpcert.pretrained import load_pretrained
+from sdpcert.model import load_pretrained
 
 SMALLEST_SUBNORMAL = 2.0 ** -1074
 

@@ -23,7 +23,7 @@ from sdpcert import certify as certify_module
 from sdpcert import CertificationResult, Certifier, PairBounds, SdpcertError, TwoLayerNet, load_mnist_sample
 from sdpcert.certify import METHODS, methods_for
 
-from conftest import train_small_mnist_net
+from helpers import train_small_mnist_net
 from sdpcert.errors import NonFiniteError, ShapeError
 
 EPS_GRID = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -207,7 +207,7 @@ def test_tiny_nets_bound_the_grid_search(activation, seed):
 
 
 def pair_matrix(W: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """M of DESIGN §1, blocks (1, m, d): M[0, t] = (A 1)ᵀ, M[s, t] = Aᵀ, with A = Wᵀ diag(v)."""
+    """M of docs/design.md §2, blocks (1, m, d): M[0, t] = (A 1)ᵀ, M[s, t] = Aᵀ, with A = Wᵀ diag(v)."""
     m, d = W.shape
     A = W.T * v[None, :]
     M = np.zeros((1 + m + d, 1 + m + d))

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from sdpcert import Certifier, SdpcertError, TwoLayerNet, load_mnist_sample
-from sdpcert import bounds as bounds_module
+from sdpcert.certify import growth as bounds_module
 from sdpcert.cli import main
-from sdpcert.demo import run_demo
+from sdpcert.experiments.demo import run_demo
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sdpcert import Certifier, TwoLayerNet, load_mnist_sample
-from sdpcert import bounds as bounds_module
+from sdpcert.certify import growth as bounds_module
 from sdpcert.attacks import attack_error, cw_linf, evaluate_attacks, fgsm, pgd
 from sdpcert.certify import methods_for
 from test_cli import assert_clean_error, model_path, no_mnist_env, run  # noqa: F401  (fixtures)

@@ -13,7 +13,7 @@ import pytest
 
 from sdpcert import Certifier, TwoLayerNet
 from sdpcert.cli import main
-from sdpcert.network import MODEL_FORMAT_VERSION
+from sdpcert.model import MODEL_FORMAT_VERSION
 
 
 @pytest.fixture(autouse=True)
@@ -264,11 +264,11 @@ def test_reproduce_unsound_certificate_exits_3(capsys, paths, mnist_dir, monkeyp
     """A certified point broken by an attack stops reproduce with exit code 3 (UnsoundCertificateError), like
     ``attack --check-certificates`` and ``demo``; training is replaced by a tiny saved model, the attacks' result by
     one broken point."""
-    from sdpcert.reproduce import evaluate as evaluate_module
-    from sdpcert.reproduce import pipeline
-    from sdpcert.reproduce.plan import config_hash
-    from sdpcert.reproduce.training import run_folder
-    from sdpcert.train import LOG_JSON_NAME, MODEL_NAME
+    from sdpcert.experiments.reproduce import evaluate as evaluate_module
+    from sdpcert.experiments.reproduce import pipeline
+    from sdpcert.experiments.reproduce.plan import config_hash
+    from sdpcert.experiments.reproduce.training import run_folder
+    from sdpcert.training import LOG_JSON_NAME, MODEL_NAME
 
     def fake_training(out, spec, data, progress=True, log=None):
         folder = run_folder(out, spec, data)

@@ -10,7 +10,7 @@ import pytest
 from sdpcert import SdpcertError, load_mnist_sample
 from sdpcert.experiments import error_vs_eps, plot_error_vs_eps, write_csv
 
-from conftest import train_small_mnist_net
+from helpers import train_small_mnist_net
 
 
 @pytest.fixture(scope="module")

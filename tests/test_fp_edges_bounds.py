@@ -26,11 +26,11 @@ import numpy as np
 import pytest
 
 from sdpcert import Certifier, TwoLayerNet, load_mnist_sample
-from sdpcert.bounds import frobenius_growth, frobenius_norm_upper, pair_norms_upper, sdp_growth, spectral_growth
+from sdpcert.certify.growth import frobenius_growth, frobenius_norm_upper, pair_norms_upper, sdp_growth, spectral_growth
 from sdpcert.certify import certify_with_growth, methods_for
-from sdpcert.errors import NonFiniteError
-from sdpcert.lp_bound import lp_margin_bounds, lp_worst_margins
-from sdpcert.pretrained import load_pretrained
+from sdpcert.errors import NonFiniteError, SdpcertError
+from sdpcert.certify.lp import lp_margin_bounds, lp_worst_margins
+from sdpcert.model.pretrained import load_pretrained
 
 TINY = 2.0**-1074  # smallest positive subnormal
 
@@ -245,7 +245,7 @@ def test_inf_and_nan_growth_give_inf_never_nan():
     assert sdp_growth(net, np.array([[0.0, np.inf], [np.inf, 0.0]]))[0, 1] == np.inf
     assert sdp_growth(net, np.array([[0.0, np.nan], [np.nan, 0.0]]))[0, 1] == np.inf
     assert sdp_growth(net, np.array([[0.0, 5e-324], [5e-324, 0.0]]))[0, 1] >= 0.25 * 5e-324  # not rounded to 0
-    from sdpcert.certify import _logit_margins, _worst_margins
+    from sdpcert.certify.margins import logit_margins as _logit_margins, worst_margins as _worst_margins
 
     base, magnitude, _ = _logit_margins(net, X, y)
     for G in (np.full((2, 2), np.inf), np.full((2, 2), np.nan)):
@@ -373,3 +373,27 @@ def test_bounds_hold_for_any_blas_thread_count(tmp_path):
                 assert_bound_above(bound, margin_at_x, f"{key} with {threads} BLAS threads, row {row}")
                 if key.endswith("-0.0"):  # at eps = 0 the bound is the margin plus a rounding allowance: tight
                     assert Fraction(bound) - margin_at_x <= Fraction(1e-9) * (1 + abs(margin_at_x))
+
+
+def test_flush_to_zero_mode_is_refused():
+    """The rounding bounds assume gradual underflow: with torch.set_flush_denormal(True) (FTZ/DAZ on this thread)
+    a subnormal product becomes 0 and the absolute error terms no longer hold, so every certificate is refused."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    net = TwoLayerNet(rng.normal(size=(5, 4)), rng.normal(size=5), rng.normal(size=(3, 5)), rng.normal(size=3))
+    X, y = rng.uniform(0, 1, size=(4, 4)), np.array([0, 1, 2, 0])
+    G = np.ones((3, 3))
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU does not support flush-to-zero mode")
+    try:
+        for run in (lambda: Certifier(net).certify(X, y, 0.1, "spectral"),
+                    lambda: Certifier(net).certify_grid(X, y, [0.0, 0.1], ["frobenius", "lp"]),
+                    lambda: certify_with_growth(net, X, y, 0.1, G),
+                    lambda: lp_worst_margins(net, X, y, 0.1),
+                    lambda: lp_margin_bounds(net, X, y, 0.1)):
+            with pytest.raises(SdpcertError, match="flush-to-zero mode is on"):
+                run()
+    finally:
+        torch.set_flush_denormal(False)
+    assert np.float64(2.0**-1022) / np.float64(4.0) != 0  # gradual underflow is back
+    assert Certifier(net).certify(X, y, 0.1, "spectral").worst_margin.shape == (4,)

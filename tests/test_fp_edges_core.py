@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from sdpcert import _core as core
-from sdpcert.bounds import spectral_norm_upper
-from sdpcert.network import TwoLayerNet
+from sdpcert.certify.growth import spectral_norm_upper
+from sdpcert.model import TwoLayerNet
 
 from reference import lambda_max_mp
 
@@ -248,3 +248,30 @@ def test_spectral_norm_upper_never_raises_and_bounds_the_norm(name):
 
 def test_spectral_norm_of_zero_matrix():
     assert core.spectral_norm_upper_bound(np.zeros((3, 4)), 0.0) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ flush to zero
+@pytest.mark.parametrize("threads", [1, 2])
+def test_flush_to_zero_mode_proves_nothing(threads):
+    """torch.set_flush_denormal(True) puts the calling thread in flush-to-zero / denormals-are-zero mode, where the
+    underflow model of every proof (fl(a∘b) = (a∘b)(1+δ) + η, |η| ≤ 2^-1075) fails: the core then returns no finite
+    bound (fp_environment.hpp), and proves again once the mode is restored."""
+    torch = pytest.importorskip("torch")
+    W, V = base_net(0)
+    cs = np.ones((len(PAIRS), 1 + W.shape[0] + W.shape[1]))
+    try:
+        if not torch.set_flush_denormal(True):
+            pytest.skip("this CPU has no flush-to-zero mode")
+        sdp = core.solve_pair_sdps(W, V, PAIRS, threads=threads)
+        lam = core.lambda_max_upper_bounds(W, V, PAIRS, cs, threads=threads)
+        spec = core.spectral_norm_upper_bound(W, 1.0)
+    finally:
+        torch.set_flush_denormal(False)
+    assert not np.isfinite(sdp["upper"]).any() and not np.isfinite(sdp["lambda_bound"]).any()
+    assert sdp["status"] == ["not_certified"] * len(PAIRS) and np.isnan(sdp["dual"]).all()
+    assert not np.isfinite(lam["lambda_bound"]).any() and not np.isfinite(lam["dual_bound"]).any()
+    assert spec == np.inf
+    # the same calls in the default mode prove (the refusal came from the mode, not from the data)
+    assert np.isfinite(core.solve_pair_sdps(W, V, PAIRS, threads=threads)["upper"]).all()
+    assert np.isfinite(core.lambda_max_upper_bounds(W, V, PAIRS, cs, threads=threads)["lambda_bound"]).all()
+    assert np.isfinite(core.spectral_norm_upper_bound(W, 1.0))

@@ -1,6 +1,6 @@
 """sdpcert._core.top_eigenpairs (batched Lanczos) against numpy.linalg.eigh on the dense pair matrices.
 
-Ritz values are estimates, not bounds (DESIGN §2); what is checked here is accuracy: the value is within
+Ritz values are estimates, not bounds (docs/design.md §4); what is checked here is accuracy: the value is within
 tol·‖A‖ of the true λmax, the returned vector has a small residual, the reported residual is the real one — also
 for clustered and exactly repeated top eigenvalues, adversarial warm starts and the dense fallback path."""
 

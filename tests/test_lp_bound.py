@@ -22,9 +22,10 @@ import torch
 from sdpcert import Certifier, SdpcertError, TwoLayerNet, load_mnist_sample
 from sdpcert.attacks import pgd
 from sdpcert.errors import NonFiniteError, ShapeError
-from sdpcert.lp_bound import lp_margin_bounds, lp_margin_bounds_torch, lp_robust_loss, lp_worst_margins
+from sdpcert.certify.lp import lp_margin_bounds, lp_worst_margins
+from sdpcert.torch.lp import lp_margin_bounds_torch, lp_robust_loss
 
-from conftest import train_small_mnist_net
+from helpers import train_small_mnist_net
 
 linprog = pytest.importorskip("scipy.optimize").linprog
 

@@ -16,7 +16,7 @@ from sdpcert import certify as certify_module
 from sdpcert.attacks import fgsm, pgd
 from sdpcert.certify import PAIR_BOUNDS_CACHE, PairBoundsCache, certify_with_growth, check_eps
 from sdpcert.errors import CoreArgumentError, UnsoundCertificateError
-from sdpcert.network import MODEL_FORMAT_VERSION
+from sdpcert.model import MODEL_FORMAT_VERSION
 
 LONG_DOUBLE_IS_WIDER = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 needs_wide_long_double = pytest.mark.skipif(not LONG_DOUBLE_IS_WIDER,
@@ -324,7 +324,7 @@ def test_valid_certifier_arguments_of_numpy_types(random_net):
 def test_core_argument_errors_are_sdpcert_errors():
     import torch
 
-    from sdpcert.torch_ops import certified_dual_bounds, top_eigenpairs
+    from sdpcert.torch import certified_dual_bounds, top_eigenpairs
 
     W, V = np.ones((3, 2)), np.ones((2, 3))
     with pytest.raises(CoreArgumentError, match=r"cs must have shape \(1, 6\)"):

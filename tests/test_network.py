@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sdpcert.errors import ModelFileError, NonFiniteError, SdpcertError, ShapeError
-from sdpcert.network import MODEL_FORMAT_VERSION, TwoLayerNet
+from sdpcert.model import MODEL_FORMAT_VERSION, TwoLayerNet
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 

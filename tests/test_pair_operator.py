@@ -1,4 +1,4 @@
-"""The pair operator of DESIGN §1: sdpcert._core.pair_matrix and apply_pair_operator against an independent NumPy
+"""The pair operator of docs/design.md §2: sdpcert._core.pair_matrix and apply_pair_operator against an independent NumPy
 construction (tests/reference.py), and the structural facts the rest of the core relies on."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_pair_matrix_symmetric_zero_diagonal_bipartite(m, d):
 
 
 def test_pair_matrix_quadratic_form_is_the_qp_objective():
-    """yᵀMy = 4 tᵀA s with s = (1 + s')/2 (DESIGN §1, L = 1): the identity the certificate rests on."""
+    """yᵀMy = 4 tᵀA s with s = (1 + s')/2 (docs/design.md §2, L = 1): the identity the certificate rests on."""
     rng = np.random.default_rng(3)
     m, d = 6, 4
     W = rng.normal(size=(m, d))

@@ -10,7 +10,7 @@ from sdpcert import Certifier, SdpcertError, TwoLayerNet, load_mnist_sample
 from sdpcert.attacks import evaluate_attacks
 from sdpcert.cli import main
 from sdpcert.errors import ModelFileError
-from sdpcert.pretrained import available, load_model, load_pretrained, pretrained_info
+from sdpcert.model.pretrained import available, load_model, load_pretrained, pretrained_info
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 
 from sdpcert import SdpcertError
 from sdpcert.cli import main
-from sdpcert.reproduce import reproduce
-from sdpcert.reproduce.plan import EVAL, NETWORK_KEYS, PAPER, config_hash, networks
-from sdpcert.reproduce.training import DONE_NAME, run_folder
+from sdpcert.experiments.reproduce import reproduce
+from sdpcert.experiments.reproduce.plan import EVAL, NETWORK_KEYS, PAPER, config_hash, networks
+from sdpcert.experiments.reproduce.training import DONE_NAME, run_folder
 
 
 def _untimed(row: dict) -> dict:

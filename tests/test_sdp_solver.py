@@ -1,4 +1,4 @@
-"""sdpcert._core.solve_pair_sdps: the pair SDP S = max ⟨M, P⟩ s.t. P ⪰ 0, diag(P) ≤ 1 (DESIGN §1).
+"""sdpcert._core.solve_pair_sdps: the pair SDP S = max ⟨M, P⟩ s.t. P ⪰ 0, diag(P) ≤ 1 (docs/design.md §2).
 
 Checked against brute force (QP ≤ SDP), closed forms, and two interior-point solvers (Clarabel via cvxpy, SDPA),
 including a slice of a (briefly) trained MNIST network; plus the properties the certificate relies on: the upper
@@ -12,7 +12,8 @@ import pytest
 
 from sdpcert import _core as core
 
-from reference import box_qp_max, pair_matrix_ref, sdp_value_clarabel, sdp_value_sdpa, tiny_trained_mnist_net
+from helpers import train_small_mnist_net
+from reference import box_qp_max, pair_matrix_ref, sdp_value_clarabel, sdp_value_sdpa
 
 ALL_KEYS = ("lower", "upper", "dual", "lambda_bound", "sweeps", "rank", "proof_attempts")
 
@@ -115,7 +116,7 @@ def test_moderate_against_sdpa(m, d, seed):
 def test_trained_mnist_slice_against_sdpa():
     """30 hidden units × 40 inputs (the 40 pixels with the largest weight columns) of a 784→40→10 ReLU net trained
     on the packaged MNIST slice: real weight structure (correlated units), all 45 pairs, 3 checked by SDPA."""
-    net = tiny_trained_mnist_net()
+    net = train_small_mnist_net(hidden=40, epochs=3)
     cols = np.argsort(-np.linalg.norm(net.W, axis=0))[:40]
     W = np.ascontiguousarray(net.W[:30][:, cols])
     V = np.ascontiguousarray(net.V[:, :30])

@@ -1,6 +1,6 @@
-"""Soundness of the certificate against exact search (DESIGN §2), and refusal of bad input by the core.
+"""Soundness of the certificate against exact search (docs/design.md §4), and refusal of bad input by the core.
 
-Certificate (DESIGN §1): for every x' with ‖x' − x‖∞ ≤ ε,
+Certificate (docs/design.md §2): for every x' with ‖x' − x‖∞ ≤ ε,
     f_i(x') − f_j(x') ≤ f_i(x) − f_j(x) + ε · (L/4) · S_ij,
 with S_ij replaced by the solver's proven upper bound. For tiny ReLU networks the left side's maximum is computed
 exactly (activation-pattern enumeration with one LP per pattern, cross-checked by a big-M MILP); for sigmoid and
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from sdpcert import _core as core
-from sdpcert.network import TwoLayerNet
+from sdpcert.model import TwoLayerNet
 
 from reference import relu_max_margin_enum, relu_max_margin_milp, smooth_max_margin_lower
 

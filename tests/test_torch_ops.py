@@ -9,7 +9,7 @@ import torch
 
 from sdpcert import _core
 from sdpcert.errors import NonFiniteError, SdpcertError, ShapeError
-from sdpcert.torch_ops import (
+from sdpcert.torch import (
     DualCertificateRegularizer,
     EigenWarmStart,
     Eigenpairs,
@@ -398,7 +398,7 @@ def test_public_module_name():
 
     sct = importlib.import_module("sdpcert.torch")
     for name in sct.__all__:
-        assert getattr(sct, name) is getattr(importlib.import_module("sdpcert.torch_ops"), name)
+        assert getattr(sct, name) is getattr(importlib.import_module("sdpcert.torch"), name)
     assert importlib.import_module("torch").__file__ != sct.__file__
 
 

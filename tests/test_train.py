@@ -13,8 +13,8 @@ import torch
 from sdpcert import Certifier, SdpcertError, TwoLayerNet, load_mnist_sample
 from sdpcert.cli import main
 from sdpcert.attacks import evaluate_attacks
-from sdpcert.train import (OBJECTIVES, TrainConfig, Trainer, _dual_growth, certified_error_from_growth,
-                           multiclass_hinge, train)
+from sdpcert.training import (OBJECTIVES, TrainConfig, Trainer, certified_error_from_growth,
+                              dual_growth as _dual_growth, multiclass_hinge, train)
 
 TINY = dict(hidden=20, limit=200, test_limit=150, batch_size=50, at_steps=3, weight_refresh_every=1)
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from sdpcert import load_mnist_sample
-from sdpcert.train import TrainConfig, Trainer
+from sdpcert.training import TrainConfig, Trainer
 
 
 class TrainStep:

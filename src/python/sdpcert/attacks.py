@@ -1,4 +1,4 @@
-"""l_inf attacks: lower bounds on the robust error that the certificates must never contradict (DESIGN.md §1).
+"""l_inf attacks: lower bounds on the robust error that the certificates must never contradict (docs/design.md §1).
 
 A certificate says "no point in the ball changes the label"; an attack exhibits points that do. Every certified
 point an attack breaks is a soundness bug, so these attacks are the test oracle of the certifier, and the gap
@@ -12,7 +12,7 @@ between the attack error (lower bound) and the certified error (upper bound) is 
 
 Conventions shared by all attacks:
 
-- ``model`` is a :class:`~sdpcert.network.TwoLayerNet` (attacked in float64 through ``to_torch(torch.float64)``)
+- ``model`` is a :class:`~sdpcert.model.TwoLayerNet` (attacked in float64 through ``to_torch(torch.float64)``)
   or a torch ``nn.Module`` mapping ``(n, d)`` inputs to ``(n, k)`` logits (attacked in its own dtype).
   ``X`` is ``(n, d)`` with entries in ``[0, 1]``, ``y`` ``(n,)`` integer labels; numpy or torch, on the CPU.
 - Every returned point lies in ``[x - eps, x + eps] ∩ [0, 1]``: the iterates are kept in float64 and projected
@@ -38,9 +38,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .certify import check_eps
-from .errors import NonFiniteError, SdpcertError, ShapeError
-from .network import TwoLayerNet, check_exact_float64
+from ._checks import check_data, check_eps, int_in_range, positive_int
+from .errors import SdpcertError
+from .model.network import TwoLayerNet
 
 __all__ = ["fgsm", "pgd", "cw_linf", "attack_error", "evaluate_attacks", "ATTACKS", "LOSSES"]
 
@@ -56,15 +56,6 @@ class _Target:
     d: Optional[int]
     k: Optional[int]
     verify: Callable[[np.ndarray], np.ndarray]  # float64 logits of float64 inputs
-
-
-def _to_numpy(name: str, value: Any) -> np.ndarray:
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor
-        value = value.detach().cpu().numpy()
-    try:
-        return np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise ShapeError(f"{name} cannot be turned into a numeric array: {exc}") from exc
 
 
 def _target(model: Any) -> _Target:
@@ -96,49 +87,19 @@ def _target(model: Any) -> _Target:
     return _Target(model, dtype, None, None, verify)
 
 
-def _check_data(target: _Target, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    X = _to_numpy("X", X)
-    y = _to_numpy("y", y)
-    if X.dtype.kind not in "iuf":
-        raise SdpcertError(f"X must hold real numbers; got dtype {X.dtype}")
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise ShapeError(f"X must have shape (n, d) with n, d >= 1; got shape {X.shape} "
-                         "(flatten images first, e.g. X.reshape(len(X), -1))")
-    if target.d is not None and X.shape[1] != target.d:
-        raise ShapeError(f"X has {X.shape[1]} columns but the model takes d = {target.d} inputs")
-    bad = int((~np.isfinite(X)).sum())
-    if bad:
-        raise NonFiniteError(f"X contains {bad} non-finite value{'s' if bad != 1 else ''} (NaN/inf)")
-    check_exact_float64("X", X)  # the attacks run in float64: a long double x would be attacked as another point
+def _attack_points(target: _Target, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """X (a fresh float64 C-order copy, at least one row, in [0, 1]) and y, checked against the model's d and k."""
+    X, y = check_data(X, y, target.d, target.k, min_rows=1)
+    # the attacks run in float64 on their own copy (check_data refused values that float64 would round)
     X = np.array(X, dtype=np.float64, order="C", copy=True)
     if X.min() < 0.0 or X.max() > 1.0:
         raise SdpcertError(f"X must lie in [0, 1] (the attacks clip to [0, 1]); got values in [{X.min()}, {X.max()}]")
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ShapeError(f"y must have shape ({X.shape[0]},) to match X of shape {X.shape}; got shape {y.shape}")
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise SdpcertError(f"y must hold integer class labels; got dtype {y.dtype}")
-    y = y.astype(np.int64)
-    if y.min() < 0 or (target.k is not None and y.max() >= target.k):
-        hi = "" if target.k is None else f" (k = {target.k} classes)"
-        raise SdpcertError(f"labels in y must lie in [0, k){hi}; got values in [{y.min()}, {y.max()}]")
     return X, y
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SdpcertError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
 
 
 def _seed(value: Any) -> int:
     # torch.Generator.manual_seed takes [-2^63, 2^64 - 1] and raises a bare ValueError/RuntimeError otherwise.
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or not -2 ** 63 <= value <= 2 ** 64 - 1:
-        raise SdpcertError(f"seed must be an integer in [-2^63, 2^64 - 1]; got {value!r}")
-    return int(value)
+    return int_in_range("seed", value, -2 ** 63, 2 ** 64 - 1)
 
 
 def _step_size(step_size: Any, eps: float, steps: int) -> float:
@@ -248,7 +209,7 @@ def fgsm(model: Any, X: Any, y: Any, eps: float) -> tuple[np.ndarray, np.ndarray
 
     target = _target(model)
     eps = check_eps(eps)
-    X, y = _check_data(target, X, y)
+    X, y = _attack_points(target, X, y)
     lo, hi = _box(X, eps)
     labels = torch.from_numpy(y)
     xg = torch.from_numpy(X).to(target.dtype).requires_grad_(True)
@@ -274,15 +235,15 @@ def pgd(model: Any, X: Any, y: Any, eps: float, steps: int = 40, step_size: Opti
     """
     target = _target(model)
     eps = check_eps(eps)
-    steps = _positive_int("steps", steps)
-    restarts = _positive_int("restarts", restarts)
+    steps = positive_int("steps", steps)
+    restarts = positive_int("restarts", restarts)
     alpha = _step_size(step_size, eps, steps)
     if loss not in LOSSES:
         raise SdpcertError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     if not isinstance(random_start, (bool, np.bool_)):
         raise SdpcertError(f"random_start must be True or False; got {random_start!r}")
     seed = _seed(seed)
-    X, y = _check_data(target, X, y)
+    X, y = _attack_points(target, X, y)
     return _run_pgd(target, X, y, eps, steps, alpha, restarts, bool(random_start), loss, seed)
 
 
@@ -324,7 +285,7 @@ def evaluate_attacks(net: Any, X: Any, y: Any, eps: float, methods: Sequence[str
             raise SdpcertError(f"unknown attack {method!r}; choose one of {', '.join(ATTACKS)}")
     target = _target(net)
     eps = check_eps(eps)
-    X_np, y_np = _check_data(target, X, y)
+    X_np, y_np = _attack_points(target, X, y)
     clean_wrong = np.argmax(np.asarray(target.verify(X_np), dtype=np.float64), axis=1) != y_np
     fooled = {m: ATTACKS[m](net, X_np, y_np, eps, **options.get(m, {}))[1] for m in methods}
     any_fooled = np.logical_or.reduce([fooled[m] for m in methods])

@@ -1,0 +1,552 @@
+// The pair SDP  S = max <M, P>  s.t.  P >= 0, diag(P) = 1  (docs/design.md §2) by a low-rank factor P = U U^T with
+// unit rows (Burer-Monteiro; the block-coordinate "mixing method" of Wang, Chang & Kolter), then a rigorous upper
+// bound (docs/design.md §3 for the solver, §4 for the proof).
+//
+// M is bipartite: the (1, s) rows (U1, size 1+m) only talk to the t rows (U2, size d) through B = W^T diag(v)[1 I].
+// With U1 fixed, <M, UU^T> = 2 tr(U2^T B U1) is maximised over unit rows exactly by U2 = rownormalise(B U1); then
+// U1 = rownormalise(B^T U2). Each update is over-relaxed (omega = 1.8). A sweep is two GEMMs with W (m d r
+// multiply-adds each); the first sweeps run them in float32.
+// One sweep also yields the primal value 2 sum_l ||(B U1)_l|| (the value of a feasible factor: a lower bound on S)
+// and the dual vector c_k = ||(M U)_k|| that matches it at the optimum.
+// The certified upper bound is proven from c by certify_bound.hpp (lambda_max_upper_bound: a shifted Cholesky of a
+// Schur complement, every rounding bounded), in the form S <= sum max(c, 0) + (1 + m) a + D e_v.
+// If the proven bound stays far from the primal once the primal has stalled, the rank was too small for this
+// instance: the rank is doubled (a rank-deficient local optimum of the factorised problem is global, so growing the
+// rank is what removes a spurious stall).
+// Entry points: solve_pair_sdps (many pairs of one network: balancing, grouped batched solves, mapping back) and
+// solve_pair_sdp (one pair, as given); PairSolver and solve_pairs are the machinery under them.
+#pragma once
+
+#include <chrono>
+#include <random>
+#include <vector>
+
+#include "certify_bound.hpp"
+#include "fp_environment.hpp"
+#include "lanczos.hpp"
+#include "parallel.hpp"
+#include "scaling.hpp"
+
+namespace sdpcert {
+
+enum class SdpStatus : int { converged = 0, max_sweeps = 1, zero_pair = 2, not_certified = 3 };
+
+inline const char* sdp_status_name(SdpStatus s) {
+  switch (s) {
+    case SdpStatus::converged: return "converged";
+    case SdpStatus::max_sweeps: return "max_sweeps";
+    case SdpStatus::zero_pair: return "zero_pair";
+    case SdpStatus::not_certified: return "not_certified";
+  }
+  return "unknown";
+}
+
+struct SdpOptions {
+  double rel_tol = 1e-6;   // target (upper - lower) / upper
+  int max_sweeps = 3000;
+  int rank = 8;            // initial factor rank (doubled on a rank-deficient stall, up to max_rank)
+  int max_rank = 0;        // 0: ceil(sqrt(2 D)) (Barvinok-Pataki: an optimal P of that rank exists)
+  int check_every = 10;    // sweeps between convergence checks
+  double relaxation = 1.8; // over-relaxation of each block update (1: plain block-coordinate ascent)
+  bool float32_start = true;  // first sweeps with float32 GEMMs (2x their speed) until the proxy gap is < 1e-7
+  uint64_t seed = 0;
+};
+
+struct SdpResult {
+  double lower = 0.0;        // <M, U U^T> of a feasible factor: S >= lower
+  double upper = std::numeric_limits<double>::infinity();  // proven: S <= upper
+  Vec c;                     // the dual vector of the bound (empty if none was proven)
+  double lambda_bound = std::numeric_limits<double>::infinity();  // proven lambda_max(M - diag c) <= this
+  Mat U;                     // the final factor (D x rank), unit rows: a warm start for later solves
+  int sweeps = 0;
+  int rank = 0;
+  int proof_attempts = 0;
+  double seconds = 0.0;
+  SdpStatus status = SdpStatus::not_certified;
+  double gap() const { return upper - lower; }
+};
+
+namespace detail {
+
+inline void normalise_rows(Mat& X, const Mat& fallback) {
+  for (Index i = 0; i < X.rows(); ++i) {
+    const double n = X.row(i).norm();
+    if (n > 0 && std::isfinite(n)) X.row(i) /= n;
+    else X.row(i) = fallback.row(i);  // a zero row of B: any unit row is optimal, keep the old one
+  }
+}
+
+}  // namespace detail
+
+// One pair's state in the batched solver. The driver (solve_pairs_batched) packs every active pair's r columns side by
+// side so that each half-sweep is ONE GEMM with W for all pairs (wide GEMMs run at ~2.5x the speed of r = 8 ones);
+// the per-pair work between the GEMMs is O((m + d) r).
+constexpr double kFullColumnRatio = 1e-2;  // see PairSolver::factor_uses_every_column
+constexpr int kRankCheckSweeps = 20;
+
+class PairSolver {
+ public:
+  PairSolver(const Mat& W, Vec Vi, Vec Vj, const SdpOptions& opt, const Mat* warm,
+             const WeightFacts* facts = nullptr)
+      : W_(W), facts_(facts), Vi_(std::move(Vi)), Vj_(std::move(Vj)), opt_(opt),
+        rng_(opt.seed * 0x9E3779B97F4A7C15ULL + 12345) {
+    t0_ = std::chrono::steady_clock::now();
+    m_ = W.rows();
+    d_ = W.cols();
+    D_ = pair_dim(m_, d_);
+    v_ = Vi_ - Vj_;
+    max_rank_ = opt.max_rank > 0 ? opt.max_rank : static_cast<int>(std::ceil(std::sqrt(2.0 * D_)));
+    low_precision_ = opt.float32_start && warm == nullptr;
+    r_ = std::max(1, std::min(opt.rank, max_rank_));
+    c_.resize(D_);
+    if (v_.cwiseAbs().maxCoeff() == 0.0) {
+      // fl(a - b) == 0 only if a == b: M is exactly zero, S = 0 with the dual c = 0 (diag(0) - 0 is PSD).
+      res_.lower = res_.upper = 0.0;
+      res_.c = Vec::Zero(D_);
+      res_.lambda_bound = 0.0;
+      res_.status = SdpStatus::zero_pair;
+      done_ = true;
+      return;
+    }
+    if (warm != nullptr && warm->rows() == D_ && warm->cols() >= 1 && warm->allFinite()) {
+      r_ = static_cast<int>(warm->cols());
+      U1_ = warm->topRows(1 + m_);
+      U2_ = warm->bottomRows(d_);
+      detail::normalise_rows(U1_, random_rows(1 + m_, r_));
+      detail::normalise_rows(U2_, random_rows(d_, r_));
+    } else {
+      U1_ = random_rows(1 + m_, r_);
+      U2_ = random_rows(d_, r_);
+    }
+  }
+
+  bool done() const { return done_; }
+  bool low_precision() const { return low_precision_; }
+  int rank() const { return r_; }
+
+  // Y = diag(v) (Us + 1 u0^T): then B U1 = W^T Y.
+  template <class Block>
+  void write_Y(Block Y) const {
+    Y = v_.asDiagonal() * (U1_.bottomRows(m_).rowwise() + U1_.row(0));
+  }
+
+  // G = B U1 (d x r): primal value, t-part of c, and the t-row update. The exact block maximiser is
+  // T = rownormalise(G); we move past it, U2 = rownormalise(U2 + omega (T - U2)) (over-relaxation: on MNIST pairs
+  // omega = 1.8 cut the sweeps to a 1e-6 gap from 80-560 to <= 60, measured). 2 sum_l ||G_l|| is the value of the
+  // feasible factor [U1; T], so it stays a valid lower bound whatever omega is.
+  template <class Block>
+  void take_G(const Block& G) {
+    g_norm_ = G.rowwise().norm();
+    lower_ = 2.0 * g_norm_.sum();
+    Mat U2_new = G;
+    detail::normalise_rows(U2_new, U2_);
+    relax(U2_new, U2_);
+    U2_.swap(U2_new);
+  }
+
+  const Mat& U2() const { return U2_; }
+
+  // H = W U2 (m x r): (1, s)-part of c and the exact (1, s)-row update. Returns true if a proof is due now.
+  template <class Block>
+  bool take_H(const Block& H) {
+    sweep_ += 1;
+    const Eigen::RowVectorXd h0 = v_.transpose() * H;
+    Mat U1_new(1 + m_, r_);
+    U1_new.row(0) = h0;
+    U1_new.bottomRows(m_) = v_.asDiagonal() * H;
+    c_(0) = h0.norm();
+    c_.segment(1, m_) = U1_new.bottomRows(m_).rowwise().norm();
+    c_.tail(d_) = g_norm_;
+    if (!c_.allFinite() || !std::isfinite(lower_)) {
+      // An overflow in the products with W (data too large even after the entry point's balancing, e.g. a dynamic
+      // range wider than the double range). In float32 it only says the range was too narrow: go on in float64.
+      // In float64 no proof can come from a non-finite c (the proof refuses it) and the sweeps would only repeat
+      // it: stop now, unproven (upper = inf), rather than sweep on inf/NaN until max_sweeps.
+      if (low_precision_) {
+        low_precision_ = false;
+        return false;
+      }
+      finish();
+      return false;
+    }
+    // Only float64 sweeps may set the lower bound: a float32 G misstates the feasible point's value by ~1e-7.
+    if (!low_precision_) best_lower_ = std::max(best_lower_, lower_);
+    detail::normalise_rows(U1_new, U1_);
+    relax(U1_new, U1_);
+    U1_.swap(U1_new);
+    const bool last = sweep_ >= opt_.max_sweeps;
+    if (!(sweep_ % opt_.check_every == 0 || last)) return false;
+    if (low_precision_) {
+      // The float32 phase only gets the factor close; no proof from its c (its rounding noise, ~1e-7 relative,
+      // is above what a 1e-6 gap allows in lambda). Switch to float64 once the proxy gap reaches that noise.
+      const double sum_c = c_.sum();
+      const double proxy = std::abs(sum_c - lower_) / std::max(std::abs(sum_c), 1e-300);
+      if (sweep_ >= next_rank_check_ && r_ < max_rank_) {
+        next_rank_check_ = sweep_ + kRankCheckSweeps;
+        if (factor_uses_every_column()) {
+          grow_rank(1.0);
+          prev_check_lower_ = -std::numeric_limits<double>::infinity();
+          if (!last) return false;
+        }
+      }
+      if (proxy <= 2e-8 || sweep_ >= opt_.max_sweeps / 2 || (lower_ - prev_check_lower_) <= 1e-7 * std::abs(lower_))
+        low_precision_ = false;
+      prev_check_lower_ = lower_;
+      if (!last) return false;
+    }
+    const double sum_c = c_.sum();  // equals lower at a stationary point
+    proxy_gap_ = std::abs(sum_c - lower_) / std::max(std::abs(sum_c), 1e-300);
+    stalled_ = (lower_ - prev_check_lower_) <= 1e-3 * opt_.rel_tol * std::abs(lower_);
+    prev_check_lower_ = lower_;
+    // The proxy gap underestimates the true gap by ~1e4 on MNIST-sized pairs (measured), hence the 1e-4.
+    return last || ((proxy_gap_ <= 1e-4 * opt_.rel_tol || stalled_) && sweep_ >= next_proof_sweep_);
+  }
+
+  // Proves an upper bound from the current c; decides convergence or a rank increase. Thread-safe per pair.
+  void prove(int threads = 1) {
+    // Without gradual underflow on this thread no proof can succeed (prove_lambda_min_lower refuses it,
+    // fp_environment.hpp), and it will not come back: stop unproven now instead of sweeping on to max_sweeps.
+    if (!gradual_underflow()) {
+      finish();
+      return;
+    }
+    res_.proof_attempts += 1;
+    const double budget = opt_.rel_tol * std::abs(c_.sum());  // allowed (upper - lower)
+    // First the cheap test "does c already meet the budget with a (1, s)-block shift costing 0.9 of it?" (the
+    // primal gap is ~1e-12 relative when a proof is tried, so the shift is what the budget pays for); the full search
+    // (Lanczos on the Schur complement) only on the last sweep or when the primal has stalled, where its result
+    // decides between stopping and growing the rank.
+    const bool full = sweep_ >= opt_.max_sweeps || (stalled_ && proxy_gap_ <= 1e-4 * opt_.rel_tol);
+    const double hint = 0.9 * budget / static_cast<double>(1 + m_);
+    LambdaBound lb =
+        lambda_max_upper_bound(W_, Vi_, Vj_, c_, std::numeric_limits<double>::quiet_NaN(), hint, !full, threads,
+                               facts_);
+    if (lb.certified) {
+      const double up = std::min(lb.sdp_upper, dual_objective_rounded_up(lb.bound, c_));
+      if (up < res_.upper) {
+        res_.upper = up;
+        res_.c = c_;
+        res_.lambda_bound = lb.bound;
+      }
+    }
+    if (res_.upper - best_lower_ <= budget) {
+      res_.status = SdpStatus::converged;
+      finish();
+      return;
+    }
+    if (sweep_ >= opt_.max_sweeps) {
+      finish();
+      return;
+    }
+    next_proof_sweep_ = sweep_ + std::max(opt_.check_every, sweep_ / 4);
+    const double excess = lb.certified ? static_cast<double>(D_) * lb.bound : std::numeric_limits<double>::infinity();
+    if (stalled_ && proxy_gap_ <= 1e-4 * opt_.rel_tol && excess > 100.0 * budget && r_ < max_rank_) {
+      grow_rank();  // rank-deficient stall
+      next_proof_sweep_ = sweep_ + opt_.check_every;
+    }
+  }
+
+  // Does the factor use all r columns? Near an optimum of rank r* < r, U's Gram matrix has r - r* tiny eigenvalues;
+  // when even its smallest is not small (here: 1e-2 of the largest) the solution wants more rank than r.
+  // Measured at sweep 20, rank 8: a cross-entropy net's 45 pairs have ratios 1e-5 (they finish at rank 8 in ~50
+  // sweeps), an SDP-trained net's 2e-4 .. 0.11, median 0.04: their optima have high rank (the duals' top eigenvalues
+  // cluster), and at rank 8 they needed ~300 sweeps per pair before the stall rule in prove() grew the rank. Checked
+  // every kRankCheckSweeps sweeps of the float32 phase, from the second check on.
+  bool factor_uses_every_column() const {
+    const Mat gram = U1_.transpose() * U1_ + U2_.transpose() * U2_;
+    Eigen::SelfAdjointEigenSolver<Mat> es(gram, Eigen::EigenvaluesOnly);
+    return es.eigenvalues()(0) > kFullColumnRatio * es.eigenvalues()(r_ - 1);
+  }
+
+  // Doubles the rank (up to max_rank) with random columns of size `scale` relative to the old ones (rows are then
+  // renormalised). Small (1e-3): the value <M, UU^T> barely moves, for a stall near the optimum. Full size (1):
+  // early in the solve; measured on an SDP-trained net, tiny new columns needed 2-3x the sweeps of full ones.
+  void grow_rank(double scale = 1e-3) {
+    const int r_new = std::min(2 * r_, max_rank_);
+    Mat U1g(1 + m_, r_new), U2g(d_, r_new);
+    U1g.leftCols(r_) = U1_;
+    U1g.rightCols(r_new - r_) = scale * random_rows(1 + m_, r_new - r_);
+    U2g.leftCols(r_) = U2_;
+    U2g.rightCols(r_new - r_) = scale * random_rows(d_, r_new - r_);
+    detail::normalise_rows(U1g, U1g);
+    detail::normalise_rows(U2g, U2g);
+    U1_.swap(U1g);
+    U2_.swap(U2g);
+    r_ = r_new;
+  }
+
+  void finish() {
+    done_ = true;
+    res_.lower = best_lower_;
+    res_.sweeps = sweep_;
+    res_.rank = r_;
+    res_.U.resize(D_, r_);
+    res_.U.topRows(1 + m_) = U1_;
+    res_.U.bottomRows(d_) = U2_;
+    if (res_.status != SdpStatus::converged && res_.status != SdpStatus::zero_pair)
+      res_.status = std::isfinite(res_.upper) ? SdpStatus::max_sweeps : SdpStatus::not_certified;
+    res_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+  const SdpResult& result() const { return res_; }
+
+ private:
+  // target <- rownormalise(old + omega (target - old)); target rows are unit, so the result is never zero.
+  void relax(Mat& target, const Mat& old) const {
+    if (opt_.relaxation == 1.0) return;
+    target = old + opt_.relaxation * (target - old);
+    detail::normalise_rows(target, old);
+  }
+
+  Mat random_rows(Index rows, Index cols) {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    Mat X(rows, cols);
+    for (Index j = 0; j < cols; ++j)
+      for (Index i = 0; i < rows; ++i) X(i, j) = normal(rng_);
+    for (Index i = 0; i < rows; ++i) X.row(i) /= X.row(i).norm();
+    return X;
+  }
+
+  const Mat& W_;
+  const WeightFacts* facts_;  // shared, may be null (then each proof computes its own)
+  Vec Vi_, Vj_, v_;
+  SdpOptions opt_;
+  std::mt19937_64 rng_;
+  std::chrono::steady_clock::time_point t0_;
+  Index m_ = 0, d_ = 0, D_ = 0;
+  int r_ = 1, max_rank_ = 1;
+  Mat U1_, U2_;
+  Vec c_, g_norm_;
+  double lower_ = 0.0, best_lower_ = -std::numeric_limits<double>::infinity();
+  double prev_check_lower_ = -std::numeric_limits<double>::infinity();
+  double proxy_gap_ = 1.0;
+  bool stalled_ = false, done_ = false, low_precision_ = false;
+  int sweep_ = 0, next_proof_sweep_ = 0, next_rank_check_ = kRankCheckSweeps;
+  SdpResult res_;
+};
+
+namespace detail {
+
+// One sweep for the pairs `idx` with W in the scalar type of `Ws` (double, or float for the float32 phase): two
+// GEMMs for all of them, the per-pair updates in double. Pairs whose proof is due are appended to `due`.
+// Each GEMM is computed as two row blocks (on two threads when `threads` >= 2): always split, so that the
+// summation order, hence the result, does not depend on the thread count.
+template <class WMat>
+void sweep_pairs(const WMat& Ws, const std::vector<PairSolver*>& solvers, const std::vector<size_t>& idx,
+                 std::vector<size_t>& due, int threads) {
+  using Scalar = typename WMat::Scalar;
+  using SMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  if (idx.empty()) return;
+  const Index m = Ws.rows(), d = Ws.cols();
+  std::vector<Index> offset(idx.size() + 1, 0);
+  for (size_t q = 0; q < idx.size(); ++q) offset[q + 1] = offset[q] + solvers[idx[q]]->rank();
+  const Index cols = offset.back();
+  Mat Y(m, cols);
+  for (size_t q = 0; q < idx.size(); ++q)
+    solvers[idx[q]]->write_Y(Y.middleCols(offset[q], offset[q + 1] - offset[q]));
+  const SMat Ys = Y.template cast<Scalar>();
+  SMat Gs(d, cols);
+  const Index d1 = d / 2, m1 = m / 2;
+  run_two(threads, [&] { Gs.topRows(d1).noalias() = Ws.leftCols(d1).transpose() * Ys; },
+          [&] { Gs.bottomRows(d - d1).noalias() = Ws.rightCols(d - d1).transpose() * Ys; });
+  Mat G = Gs.template cast<double>();
+  Mat U2(d, cols);
+  for (size_t q = 0; q < idx.size(); ++q) {
+    auto& s = *solvers[idx[q]];
+    s.take_G(G.middleCols(offset[q], offset[q + 1] - offset[q]));
+    U2.middleCols(offset[q], offset[q + 1] - offset[q]) = s.U2();
+  }
+  const SMat U2s = U2.template cast<Scalar>();
+  SMat Hs(m, cols);
+  run_two(threads, [&] { Hs.topRows(m1).noalias() = Ws.topRows(m1) * U2s; },
+          [&] { Hs.bottomRows(m - m1).noalias() = Ws.bottomRows(m - m1) * U2s; });
+  Mat H = Hs.template cast<double>();
+  for (size_t q = 0; q < idx.size(); ++q)
+    if (solvers[idx[q]]->take_H(H.middleCols(offset[q], offset[q + 1] - offset[q]))) due.push_back(idx[q]);
+}
+
+}  // namespace detail
+
+// Solves the pair SDPs of `solvers` together, on the calling thread: per sweep, one GEMM with W^T and one with W
+// for all active pairs (two of each while some pairs are still in their float32 phase), then the due proofs.
+inline void solve_pairs_batched(const Mat& W, const std::vector<PairSolver*>& solvers, int threads = 1) {
+  Eigen::MatrixXf Wf;
+  std::vector<size_t> active, due, fp32, fp64;
+  for (size_t p = 0; p < solvers.size(); ++p)
+    if (!solvers[p]->done()) active.push_back(p);
+  while (!active.empty()) {
+    fp32.clear();
+    fp64.clear();
+    for (size_t p : active) (solvers[p]->low_precision() ? fp32 : fp64).push_back(p);
+    if (!fp32.empty() && Wf.size() == 0) Wf = W.cast<float>();
+    due.clear();
+    detail::sweep_pairs(Wf, solvers, fp32, due, threads);
+    detail::sweep_pairs(W, solvers, fp64, due, threads);
+    for (size_t p : due) solvers[p]->prove(threads);
+    std::vector<size_t> still;
+    for (size_t p : active)
+      if (!solvers[p]->done()) still.push_back(p);
+    active.swap(still);
+  }
+}
+
+/// @brief Solves one pair SDP for v = V_i - V_j on the calling thread, with the data as given (no balancing: see
+///        solve_pair_sdps for weights far from magnitude 1).
+/// @param warm  optional D x r factor with unit rows to start from, or nullptr
+/// @code
+///   SdpOptions opt;
+///   const SdpResult r = solve_pair_sdp(W, V.row(i).transpose(), V.row(j).transpose(), opt, nullptr);
+///   // r.lower <= S_ij <= r.upper (upper proven; +inf when not_certified)
+/// @endcode
+inline SdpResult solve_pair_sdp(const Mat& W, const Vec& Vi, const Vec& Vj, const SdpOptions& opt, const Mat* warm) {
+  if (!gradual_underflow()) {  // no proof without gradual underflow (fp_environment.hpp): not even the zero-pair test
+    SdpResult none;
+    none.lower = 0.0;
+    return none;
+  }
+  PairSolver solver(W, Vi, Vj, opt, warm);
+  solve_pairs_batched(W, {&solver});
+  return solver.result();
+}
+
+// Solves many pairs: consecutive groups of `group_size` pairs are batched (their GEMMs are wide) and the groups run
+// in parallel (OpenMP, dynamic). Groups do not depend on the thread count, so neither do the results (GEMM blocking,
+// hence summation order, depends on the batch width). Eigen's own GEMM threading is not used: on a loaded 2-core
+// machine its spin-waiting threads made a solve 30x slower (measured), while independent groups degrade gracefully.
+inline void solve_pairs(const Mat& W, std::vector<PairSolver>& solvers, int threads, size_t group_size = 8) {
+  const size_t groups = (solvers.size() + group_size - 1) / group_size;
+  std::vector<std::vector<PairSolver*>> grouped(groups);
+  for (size_t p = 0; p < solvers.size(); ++p) grouped[p / group_size].push_back(&solvers[p]);
+  if (threads <= 0) threads = available_threads();
+  if (groups == 1) {
+    // One group cannot use the other cores through groups: its GEMMs and proofs split in two instead.
+    solve_pairs_batched(W, grouped[0], threads);
+    return;
+  }
+  // An OpenMP worker has its own floating-point mode (fp_environment.hpp): one that flushes subnormals could prove
+  // nothing, so it leaves its groups to this thread, which solves them exactly as a worker would have.
+  std::vector<char> deferred(groups, 0);
+  parallel_for_pairs(static_cast<long>(groups), threads, [&](long g) {
+    if (gradual_underflow()) solve_pairs_batched(W, grouped[g]);
+    else deferred[g] = 1;
+  });
+  for (size_t g = 0; g < groups; ++g)
+    if (deferred[g]) solve_pairs_batched(W, grouped[g]);
+}
+
+// The pair SDPs of many pairs of one network, in the given units (row p: pair p).
+struct PairSdpResults {
+  Vec lower;                       // P: S >= lower (the value of a feasible factor)
+  Vec upper;                       // P: proven S <= upper (+inf: not certified)
+  RowMat dual;                     // P x D: the dual vector c of each proven bound (NaN rows where none)
+  Vec lambda_bound;                // P: proven lambda_max(M - diag c) <= lambda_bound
+  Eigen::VectorXi sweeps, rank, proof_attempts;
+  Vec seconds;
+  std::vector<SdpStatus> status;   // P
+  std::vector<Mat> factors;        // P final factors (D x rank, unit rows), only when asked for
+};
+
+/// @brief Pair SDP values S_ij (proven upper bounds and primal lower bounds) for every row p = (i, j) of `pairs`.
+///
+/// W and each pair's (V_i, V_j) are balanced by exact powers of two (scaling.hpp), the pairs solved in fixed groups
+/// of batched GEMMs (OpenMP across groups; deterministic and independent of `threads`), and the results mapped back
+/// to the given units: proven bounds rounded up, the primal value down.
+///
+/// @param W        m x d hidden weights; V: k x m output weights (finite)
+/// @param pairs    P x 2 class indices in 0..k-1
+/// @param opt      solver options; opt.seed is combined with each pair's classes into that pair's own seed
+/// @param threads  OpenMP threads (<= 0: all available)
+/// @param warm     optional P factors (D x r_p, unit rows) to start from, or nullptr
+/// @param keep_factors  return each pair's final factor in `factors`
+/// @return PairSdpResults. An upper bound beyond the double range is +inf with status not_certified and a NaN dual
+///         row; on a thread without gradual underflow (fp_environment.hpp) nothing is solved or proven: every pair is
+///         not_certified with lower = 0 (S >= <M, I> = 0 always) and upper = +inf.
+///
+/// @code
+///   SdpOptions opt;                 // rel_tol 1e-6, rank 8, ...
+///   const PairSdpResults r = solve_pair_sdps(W, V, pairs, opt, /*threads=*/0, nullptr, false);
+///   // r.lower(p) <= S_ij <= r.upper(p), and lambda_max(M_ij - diag r.dual.row(p)) <= r.lambda_bound(p), proven
+/// @endcode
+inline PairSdpResults solve_pair_sdps(const Mat& W_in, const RowMat& V, const Pairs& pairs, const SdpOptions& opt,
+                                      int threads, const std::vector<Mat>* warm, bool keep_factors) {
+  const Index P = pairs.rows(), D = pair_dim(W_in.rows(), W_in.cols());
+  std::vector<SdpResult> results;
+  if (!gradual_underflow()) {
+    // The balancing, the proofs and the mapping back all assume gradual underflow (fp_environment.hpp).
+    SdpResult none;  // upper = +inf, no dual vector, not_certified
+    none.lower = 0.0;
+    results.assign(P, none);
+  } else {
+    // M is bilinear in (W, v): solving with 2^a W and 2^b v and scaling back by 2^-(a+b) keeps squares, norms and
+    // the proofs' products far from overflow and underflow for extreme weights (subnormal-scale included). The
+    // scaling is entrywise (ldexp of each entry: a factor 2^a would itself overflow for |a| > 1023) and exact
+    // (scaling.hpp clamps the exponents to those that lose no bit), so the scaled problem is exactly the given one,
+    // rescaled.
+    const int w_exp = exact_balancing_exponent(W_in);
+    Mat W_scaled;
+    if (w_exp != 0) W_scaled = scaled_by_power_of_two(W_in, w_exp);
+    const Mat& W = w_exp != 0 ? W_scaled : W_in;
+    std::vector<int> v_exps(P, 0);
+    const WeightFacts facts(W);
+    std::vector<PairSolver> solvers;
+    solvers.reserve(P);
+    for (Index p = 0; p < P; ++p) {
+      SdpOptions pair_opt = opt;
+      // Seeded by the pair itself: with the fixed groups of solve_pairs, results do not depend on the thread count.
+      pair_opt.seed = opt.seed * 1000003ULL + static_cast<uint64_t>(pairs(p, 0)) * 1009ULL +
+                      static_cast<uint64_t>(pairs(p, 1));
+      const Vec Vi = V.row(pairs(p, 0)).transpose(), Vj = V.row(pairs(p, 1)).transpose();
+      const int v_exp = pair_balancing_exponent(Vi, Vj);
+      v_exps[p] = v_exp;
+      solvers.emplace_back(W, scaled_by_power_of_two(Vi, v_exp), scaled_by_power_of_two(Vj, v_exp), pair_opt,
+                           warm != nullptr ? &(*warm)[p] : nullptr, &facts);
+    }
+    solve_pairs(W, solvers, threads);
+    results.reserve(P);
+    for (Index p = 0; p < P; ++p) {
+      SdpResult res = solvers[p].result();
+      // Back to the given units. Exact unless a result lands in the subnormals (or overflows): the proven upper
+      // bounds are then rounded up, the primal value down; c is rounded up, which keeps lambda_max(M - diag c) <=
+      // lambda_bound true (a larger c only lowers lambda_max).
+      const int back = -(w_exp + v_exps[p]);
+      res.lower = ldexp_down(res.lower, back);
+      res.upper = ldexp_up(res.upper, back);
+      res.lambda_bound = ldexp_up(res.lambda_bound, back);
+      res.c = res.c.unaryExpr([back](double x) { return ldexp_up(x, back); });
+      // A bound proven in the scaled units can overflow in the given ones: then nothing is certified (no dual
+      // vector is reported, as for any unproven pair; `lower` stays, a true if huge lower bound).
+      if (!std::isfinite(res.upper)) {
+        res.status = SdpStatus::not_certified;
+        res.c = Vec();
+        res.lambda_bound = std::numeric_limits<double>::infinity();
+      }
+      results.push_back(std::move(res));
+    }
+  }
+  PairSdpResults out;
+  out.lower.resize(P);
+  out.upper.resize(P);
+  out.lambda_bound.resize(P);
+  out.seconds.resize(P);
+  out.sweeps.resize(P);
+  out.rank.resize(P);
+  out.proof_attempts.resize(P);
+  out.dual = RowMat::Constant(P, D, std::numeric_limits<double>::quiet_NaN());
+  out.status.reserve(P);
+  for (Index p = 0; p < P; ++p) {
+    SdpResult& r = results[p];
+    out.lower(p) = r.lower;
+    out.upper(p) = r.upper;
+    out.lambda_bound(p) = r.lambda_bound;
+    out.seconds(p) = r.seconds;
+    out.sweeps(p) = r.sweeps;
+    out.rank(p) = r.rank;
+    out.proof_attempts(p) = r.proof_attempts;
+    if (r.c.size() == D) out.dual.row(p) = r.c.transpose();
+    out.status.push_back(r.status);
+    if (keep_factors) out.factors.push_back(std::move(r.U));
+  }
+  return out;
+}
+
+}  // namespace sdpcert

@@ -1,0 +1,24 @@
+"""Certificates: from a network's weights to proven per-example bounds (weights -> pair SDP values -> growth
+coefficients -> margins), one module per step.
+
+- ``rounding.py``: the floating-point rounding model every rigorous bound uses (and the flush-to-zero guard).
+- ``pair_sdp.py``: the pair SDP values S_ij from the C++ core (``PairBounds``) and their bounded cache.
+- ``growth.py``: proven (k, k) growth coefficients G per method (sdp, spectral, frobenius).
+- ``margins.py``: per-example worst-margin bounds from G, with the forward pass's rounding error bounded.
+- ``lp.py``: the Wong-Kolter LP bound, per example, rigorous in float64.
+- ``result.py``: ``CertificationResult``.
+- ``certifier.py``: ``Certifier``, which dispatches through ``METHOD_TABLE`` (method name -> how to compute it).
+"""
+
+from .._checks import check_eps
+from .certifier import METHOD_TABLE, METHODS, CertificationMethod, Certifier, methods_for
+from .growth import frobenius_growth, sdp_growth, spectral_growth
+from .lp import lp_margin_bounds, lp_worst_margins
+from .margins import certify_with_growth, forward_error_bound
+from .pair_sdp import PAIR_BOUNDS_CACHE, PairBounds, PairBoundsCache, PairSdpCache, pair_sdp_values
+from .result import CertificationResult
+
+__all__ = ["Certifier", "PairBounds", "PairBoundsCache", "PairSdpCache", "PAIR_BOUNDS_CACHE", "CertificationResult",
+           "CertificationMethod", "forward_error_bound", "certify_with_growth", "METHODS", "METHOD_TABLE",
+           "methods_for", "check_eps", "pair_sdp_values", "sdp_growth", "spectral_growth", "frobenius_growth",
+           "lp_margin_bounds", "lp_worst_margins"]

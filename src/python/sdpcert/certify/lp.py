@@ -1,0 +1,199 @@
+"""The LP bound of Wong & Kolter (2018), "Provable defenses against adversarial examples via the convex outer
+adversarial polytope", for the one-hidden-layer ReLU network ``f(x) = V relu(W x + b) + b2``.
+
+For an example (x, y), a class j and v = V_j - V_y, the bound on ``max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` is
+the value of the W-K dual network at their choice of dual variables:
+
+    z0 = W x + b,  r = eps |W| 1,  l = z0 - r,  u = z0 + r         (exact pre-activation bounds over the box)
+    active   l >= 0:      D = 1
+    inactive u <= 0 < -l: D = 0
+    ambiguous l < 0 < u:  D = s = u / (u - l)                        (triangle relaxation, W-K's slope choice)
+    nu = D * v
+    B_j = (b2_j - b2_y) + nu^T z0 + eps ||W^T nu||_1 - sum_{ambiguous} s l [v]_+
+
+Derivation (the "dual network" for one hidden layer): on an ambiguous unit the triangle relaxation gives
+relu(z) <= s (z - l) (the chord, used where v_i > 0) and relu(z) >= alpha z for any alpha in [0, 1] (used where
+v_i < 0; W-K take alpha = s). So v^T relu(z) <= nu^T z + sum_{ambiguous, v_i > 0} (-s_i l_i v_i) for every z in
+[l, u], and nu^T z = nu^T z0 + (W^T nu)^T (x' - x) <= nu^T z0 + eps ||W^T nu||_1 over the box. The bound is valid
+for ANY l <= the true lower bound, u >= the true upper bound and any lower slope in [0, 1]; it is not the LP optimum
+(W-K fix the lower slope instead of optimising it), so it is >= the exact triangle-relaxation LP value. Note: because
+of the fixed lower slope it can exceed the naive interval bound on a unit with v_i < 0 (relu >= s z is weaker than
+relu >= 0 at z = l); the exact LP never does.
+
+The input box is NOT clipped to [0, 1]^d (the SDP certificate of this package is not either), so both certify the
+same set, the full l_inf ball.
+
+This module is the rigorous float64 path: ``lp_margin_bounds`` / ``lp_worst_margins``, used by
+``Certifier.certify(..., method="lp")``, add an explicit bound on every floating-point rounding error (soundness
+argument in ``_rigorous_block``; rounding model in rounding.py, docs/design.md §4). The differentiable torch version
+for LP-NN training (``lp_margin_bounds_torch``, ``lp_robust_loss``) is a training objective, not a certificate, and
+lives with the torch code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._checks import check_data, check_eps
+from ..errors import SdpcertError
+from ..model.network import TwoLayerNet
+from .rounding import TINY, UNIT_ROUNDOFF, check_gradual_underflow, gamma, round_up
+
+__all__ = ["lp_worst_margins", "lp_margin_bounds"]
+
+_CHUNK = 256  # examples per block in the numpy path: (chunk * k, d) float64 temporaries stay ~16 MB for MNIST
+
+
+# ----------------------------------------------------------------------------------------------- rigorous numpy
+def _validate(net: TwoLayerNet, X: Any, y: Any, eps: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    if not isinstance(net, TwoLayerNet):
+        raise SdpcertError(f"the LP bound needs a TwoLayerNet; got {type(net).__name__}")
+    if net.activation != "relu":
+        raise SdpcertError(f"the LP (Wong-Kolter) bound needs a relu network; this one uses {net.activation!r}")
+    eps = check_eps(eps)
+    X, y = check_data(X, y, net.d, net.k)
+    return X, y, eps
+
+
+def lp_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float) -> np.ndarray:
+    """(N, k) PROVEN upper bounds on ``max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` for every class j (column y:
+    -inf, the pair (y, y) is not a margin). Float64 W-K dual values plus a bound on all rounding errors."""
+    X, y, eps = _validate(net, X, y, eps)
+    check_gradual_underflow()
+    out = np.empty((len(y), net.k))
+    for lo in range(0, len(y), _CHUNK):
+        out[lo:lo + _CHUNK] = _rigorous_block(net, X[lo:lo + _CHUNK], y[lo:lo + _CHUNK], eps)
+    return out
+
+
+def lp_worst_margins(net: TwoLayerNet, X: Any, y: Any, eps: float, return_class: bool = False):
+    """(N,) PROVEN upper bounds on ``max_{j != y} max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` (the example is
+    certified iff < 0); with ``return_class=True`` also the maximising j per example."""
+    bounds = lp_margin_bounds(net, X, y, eps)
+    worst_class = np.argmax(bounds, axis=1).astype(np.int64) if bounds.size else np.zeros(0, dtype=np.int64)
+    worst = bounds[np.arange(len(bounds)), worst_class]
+    return (worst, worst_class) if return_class else worst
+
+
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow is handled: step (5)
+def _rigorous_block(net: TwoLayerNet, X: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
+    """The W-K bound for a block of examples, rounded so that it is >= the exact real bound, or +inf.
+
+    Soundness argument. Notation: hats are computed floats, u = 2^-53, TINY = 2^-1074, gamma_n as in rounding.py.
+    Rounding model (Higham, Accuracy and Stability, §2.1): fl(a op b) = (a op b)(1 + delta) + eta, |delta| <= u,
+    |eta| <= 2^-1075 for products and quotients, eta = 0 for sums (a sum landing in the subnormal range is exact).
+    So an n-term inner product is off by at most gamma_n |a|^T |b| + n TINY, for any summation order (BLAS
+    included). Every float below that enters the relaxation (lo, hi, nu, ...) is treated as an exact real number
+    once computed; only the inequalities it must satisfy are proven. Every computed error bound is rounded up,
+    underflow allowance included (``round_up``), before it is multiplied by anything larger than 1, so it is >= its
+    exact value when used.
+
+    (1) Pre-activation interval. z0 = W x + b exactly; z_hat = fl(X W^T + b) has |z_hat - z0| <= ez with
+        ez = gamma_{d+1} (||x||_inf ||W_i||_1 + |b_i|) + d TINY (an inner product of length d plus one addition).
+        The radius r = eps ||W_i||_1 is bounded above by r_up (round_up of non-negative sums/products). Then
+        lo := fl(z_hat - ez - r_up) - gamma_3 (|z_hat| + ez + r_up), rounded down, is <= z0 - r = the true lower
+        bound, and hi likewise >= z0 + r (two roundings of a 3-term sum, absolute error <= gamma_2 (sum of |terms|)).
+        So for every x' in the box, z' = W x' + b lies in [lo, hi].
+    (2) Pair weights. v_hat = fl(V_j - V_y) has |v - v_hat| <= u |v_hat| (one rounding), so
+        v^T relu(z') <= v_hat^T relu(z') + u |v_hat|^T max(hi, 0)   (relu(z') <= max(hi, 0)).
+    (3) Relaxation with float coefficients nu (any floats with the properties below, used as exact reals):
+        active (lo >= 0): nu = v_hat, relu(z') = z'. Inactive (hi <= 0): nu = 0, relu(z') = 0.
+        Ambiguous, v_hat > 0: any upper slope s_up >= the chord slope hi / (hi - lo) is valid, since the line
+        through (lo, 0) of slope s_up is >= relu on [lo, hi]; slope 1 always is (z - lo >= max(z, 0) for z >= lo),
+        so s_up is clipped to <= 1. s_up := next float above fl(hi / (hi - lo)) (1 + 4u) + TINY: the difference is
+        one rounding (a sum of two positive magnitudes), the quotient one more, or an absolute 2^-1075 when it
+        underflows (the TINY). If hi - lo overflows, the quotient is taken of hi/4 and |lo|/4
+        instead (the large one exact, the other one rounded up for hi and toward 0 for lo, which only increases
+        the quotient); if hi = inf, s_up = 1. Then nu := round_up(s_up v_hat) >= chord slope * v_hat, and
+        v_hat relu(z') <= nu (z' - lo) on [lo, hi].
+        Ambiguous, v_hat < 0: nu = fl(s_hat v_hat) with s_hat in [0, 1] (clipped), so alpha := nu / v_hat lies in
+        [0, 1] (|fl(s v)| <= |v| since rounding is monotone and v is a float; an underflow to 0 gives alpha = 0),
+        and v_hat relu(z') <= v_hat alpha z' = nu z'.
+        Hence v_hat^T relu(z') <= nu^T z' + sum_{ambiguous, v_hat > 0} (-nu lo) and
+        nu^T z' = nu^T z0 + (W^T nu)^T (x' - x) <= nu^T z0 + eps ||W^T nu||_1.
+    (4) So the exact bound is  B = (b2_j - b2_y) + nu^T z0 + eps ||W^T nu||_1 + C + R,  with C = sum(-nu lo) over
+        ambiguous units with v_hat > 0 (non-negative terms) and R = u |v_hat|^T max(hi, 0). Each piece is evaluated with
+        a bound on its error: nu^T z0 <= fl(nu^T z_hat) + gamma_m |nu|^T |z_hat| + m TINY + |nu|^T ez;
+        ||W^T nu||_1 <= sum |fl(W^T nu)| + gamma_m |W|^T |nu| + d m TINY (summed, all non-negative, rounded up);
+        C, R: non-negative sums of products rounded up; b2_j - b2_y <= fl(.) + u |fl(.)|. The final sum of the five
+        mixed-sign pieces is rounded by at most gamma_5 times the sum of their magnitudes, added (with a safety
+        factor) before a last step up.
+    (5) Overflow: inf or NaN anywhere (hi - lo, a product, a sum) reaches the final value as +inf, -inf + inf
+        = NaN, or inf - inf = NaN (every inf term also makes the magnitude sum, hence the error term, +inf; round_up
+        turns NaN into +inf); every non-finite bound is reported as +inf ("not certified"), never as a finite number
+        or NaN. lo = -inf or hi = +inf (an overflowed error bound) are valid interval ends. A non-finite z_hat (the
+        forward pass overflowed) makes the example's bounds +inf directly.
+    """
+    W, b, V, b2 = net.W, net.b, net.V, net.b2
+    n, (m, d), k = len(y), W.shape, net.k
+    if n == 0:
+        return np.zeros((0, k))
+    absW = np.abs(W)
+    row_l1 = round_up(absW.sum(axis=1), d, products=0)                   # >= ||W_i||_1 (a sum: no underflow)
+    r_up = round_up(eps * row_l1, 1) if eps > 0 else np.zeros(m)         # >= eps ||W_i||_1 (0 exactly at eps = 0)
+    z_hat = X @ W.T + b                                                  # (n, m)
+    x_inf = np.max(np.abs(X), axis=1, keepdims=True)
+    ez = round_up(gamma(d + 1) * (x_inf * row_l1 + np.abs(b)) + d * TINY, 4)  # >= |z_hat - z0|
+    slack = round_up(gamma(3) * (np.abs(z_hat) + ez + r_up), 4)
+    lo = np.nextafter((z_hat - ez - r_up) - slack, -np.inf)              # <= z0 - r   (step 1)
+    hi = np.nextafter((z_hat + ez + r_up) + slack, np.inf)               # >= z0 + r
+
+    active = lo >= 0
+    ambiguous = (lo < 0) & (hi > 0)
+    width = hi - lo                                                      # inf when it overflows
+    s_hat = np.where(ambiguous, hi / np.where(ambiguous, width, 1.0), 0.0)
+    # hi - lo overflowed with both ends finite: the quotient of the quarters. hi/4 is rounded up and |lo|/4 toward
+    # zero (both only where they fell into the subnormals), which can only increase the quotient.
+    quartered = ambiguous & np.isinf(width) & np.isfinite(hi) & np.isfinite(lo)
+    if quartered.any():
+        hi_q = np.nextafter(hi * 0.25, np.inf)
+        lo_q = np.nextafter(-lo * 0.25, 0.0)
+        s_hat = np.where(quartered, hi_q / (hi_q + lo_q), s_hat)
+    s_hat = np.where(ambiguous & np.isposinf(hi), 1.0, s_hat)
+    s_hat = np.clip(s_hat, 0.0, 1.0)                                     # NaN (from a NaN z_hat) stays NaN
+    # an upper slope proven >= the chord slope hi / (hi - lo): two roundings (difference, quotient) -> factor (1+u)^2,
+    # an underflowed quotient is off by <= 2^-1075 (the TINY), the step up covers the rounding of this expression;
+    # at most 1 (always a valid slope)
+    s_up = np.where(ambiguous, np.minimum(np.nextafter(s_hat * (1.0 + 4.0 * UNIT_ROUNDOFF) + TINY, np.inf), 1.0), 0.0)
+
+    v_hat = V[None, :, :] - V[y][:, None, :]                             # (n, k, m)
+    pos = v_hat > 0
+    amb3 = ambiguous[:, None, :]
+    nu_pos = round_up(s_up[:, None, :] * v_hat, 1)                      # >= s_chord v_hat (one product, may underflow)
+    nu_neg = s_hat[:, None, :] * v_hat                                  # alpha v_hat, alpha in [0, 1]
+    nu = np.where(active[:, None, :], v_hat, 0.0)
+    nu = np.where(amb3 & pos, nu_pos, nu)
+    nu = np.where(amb3 & ~pos, nu_neg, nu)                               # (step 3)
+    abs_nu = np.abs(nu)
+
+    # nu^T z0 (step 4): float value, and its error bound (m products in lin may underflow: m TINY; the error
+    # bound's own products are covered by round_up's allowance)
+    lin = np.einsum("nkm,nm->nk", nu, z_hat)
+    lin_err = round_up(gamma(m) * np.einsum("nkm,nm->nk", abs_nu, np.abs(z_hat))
+                       + np.einsum("nkm,nm->nk", abs_nu, ez) + m * TINY, 2 * m + 4)
+    # eps ||W^T nu||_1: each of the d entries of W^T nu is an m-term inner product (m underflows each)
+    g = nu.reshape(n * k, m) @ W                                         # (n k, d)
+    g_err = (abs_nu.reshape(n * k, m) @ absW).sum(axis=1)
+    g_err_up = round_up(g_err, m + d + 2, products=d * m)
+    l1 = round_up(np.abs(g).sum(axis=1) + gamma(m) * g_err_up + d * m * TINY, d + 2).reshape(n, k)
+    spread = round_up(eps * l1, 1) if eps > 0 else np.zeros((n, k))
+    # C = sum over ambiguous units with v_hat > 0 of -nu lo (all terms >= 0)
+    chord = round_up(np.where(amb3 & pos, -nu * lo[:, None, :], 0.0).sum(axis=-1), m + 1)
+    # R = u |v_hat|^T max(hi, 0): the rounding of v_hat = V_j - V_y
+    vround = round_up(UNIT_ROUNDOFF * np.einsum("nkm,nm->nk", np.abs(v_hat), np.maximum(hi, 0.0)), m + 2)
+    # b2_j - b2_y: one rounding of a difference (exact in the subnormals); its bound u |.| is one product
+    db2 = b2[None, :] - b2[y][:, None]
+    db2_err = round_up(UNIT_ROUNDOFF * np.abs(db2), 1)
+
+    total = db2 + lin + spread + chord + vround
+    magnitude = np.abs(db2) + np.abs(lin) + spread + chord + vround
+    errors = round_up(lin_err + db2_err + gamma(6) * magnitude, 8)
+    bound = np.nextafter(total + errors, np.inf)
+    bound = np.where(np.isfinite(bound), bound, np.inf)                  # (step 5)
+    # A non-finite z_hat makes lo and hi NaN, and NaN comparisons would call the unit inactive; its products with
+    # z_hat make the bound NaN anyway, but the argument should not rest on 0 * NaN inside a BLAS call: +inf.
+    bound[~np.all(np.isfinite(z_hat), axis=1)] = np.inf
+    bound[np.arange(n), y] = -np.inf
+    return bound

@@ -1,0 +1,199 @@
+"""The ``sdpcert`` command line's arguments: :func:`build_parser`, and the argument types that turn text into
+numbers (a usage error, exit code 2, for text that is not one). Values are range-checked later, by the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["build_parser"]
+
+
+# ----------------------------------------------------------------------------------------------- argument types
+def _float_list(text: str) -> list[float]:
+    """'0.01,0.02' -> [0.01, 0.02]; the values are range-checked later by check_eps (one error path)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers; got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one number; got {text!r}")
+    return values
+
+
+def _method_list(text: str) -> list[str]:
+    from ..certify import METHODS
+
+    methods = [part.strip().lower() for part in text.split(",") if part.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {bad or text!r}; choose from {','.join(METHODS)}")
+    return list(dict.fromkeys(methods))
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}")
+    return value
+
+
+def _pos_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a positive integer; got 0")
+    return value
+
+
+_SEED_MAX = 2 ** 63 - 1  # torch and numpy both take seeds up to here
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed; got {text!r}") from None
+    if not 0 <= value <= _SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, {_SEED_MAX}]; got {text}")
+    return value
+
+
+_JSON_HELP = ("write all numbers to this JSON file (numbers that are not finite, e.g. an unproven pair bound, are "
+              "written as null and listed under \"non_finite\")")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+    from ..experiments.demo import DEFAULT_EPS
+    from ..training import OBJECTIVES
+
+    parser = argparse.ArgumentParser(
+        prog="sdpcert",
+        description="Sound SDP robustness certificates for one-hidden-layer networks "
+                    "(Raghunathan, Steinhardt & Liang, ICLR 2018).",
+    )
+    parser.add_argument("--version", action="version", version=f"sdpcert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    cert = sub.add_parser("certify", help="certify a saved model (.npz) on MNIST at an l_inf radius",
+                          description="Certify a saved TwoLayerNet (.npz) on MNIST: clean error and certified error "
+                                      "of the SDP, spectral, Frobenius and LP (Wong-Kolter) bounds.")
+    cert.add_argument("model", help="model file written by TwoLayerNet.save (.npz), or a packaged model's name "
+                                    "(sdp-nn: the SDP-NN of the paper's recipe)")
+    cert.add_argument("--eps", type=_float_list, required=True,
+                      help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
+    cert.add_argument("--data", metavar="DIR", default=None,
+                      help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR; if neither is given, "
+                           "the packaged 1000-image test sample)")
+    cert.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
+    cert.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples (N >= 1)")
+    cert.add_argument("--methods", type=_method_list, default=None,
+                      help="comma-separated subset of sdp,spectral,frobenius,lp (default: all that apply to the "
+                           "model; lp needs a ReLU net)")
+    cert.add_argument("--rel-tol", type=float, default=1e-6,
+                      help="target relative gap of each pair SDP (default 1e-6; the bound is proven at any tol)")
+    cert.add_argument("--json", metavar="OUT", default=None, help=_JSON_HELP)
+
+    att = sub.add_parser("attack", help="attack a saved model (.npz) on MNIST with FGSM / PGD / CW at l_inf radii",
+                         description="Attack a saved TwoLayerNet (.npz) on MNIST: clean error and the error after "
+                                     "FGSM, PGD and CW-l_inf attacks (lower bounds on the robust error). With "
+                                     "--check-certificates, also certify the same points with every bound that "
+                                     "applies and check that no attack broke a certified point (exit code 3 if one "
+                                     "did).")
+    att.add_argument("model", help="model file written by TwoLayerNet.save (.npz), or a packaged model's name "
+                                   "(sdp-nn)")
+    att.add_argument("--eps", type=_float_list, required=True,
+                     help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
+    att.add_argument("--methods", metavar="ATTACKS", default="fgsm,pgd,cw",
+                     help="comma-separated subset of fgsm,pgd,cw (default: all three)")
+    att.add_argument("--steps", type=int, default=40,
+                     help="PGD / CW: sign-gradient steps per restart (default 40; FGSM takes one step of size eps)")
+    att.add_argument("--restarts", type=int, default=1, help="PGD / CW: random restarts (default 1)")
+    att.add_argument("--step-size", type=float, default=None,
+                     help="PGD / CW: step size (default 2.5 eps / steps)")
+    att.add_argument("--seed", type=_seed, default=0, help="PGD / CW: seed of the random starts (default 0)")
+    att.add_argument("--data", metavar="DIR", default=None,
+                     help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR; if neither is given, "
+                          "the packaged 1000-image test sample)")
+    att.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
+    att.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples (N >= 1)")
+    att.add_argument("--check-certificates", action="store_true",
+                     help="also certify the points with every method that applies (sdp, spectral, frobenius, lp) "
+                          "and count the certified points an attack broke (exit code 3 if any)")
+    att.add_argument("--json", metavar="OUT", default=None, help=_JSON_HELP)
+
+    demo = sub.add_parser("demo", help="train a small net on packaged MNIST, certify it and attack it (~1 minute)",
+                          description="Quick start, no download: trains a 784-100-10 ReLU net on the packaged MNIST "
+                                      "slice, certifies it on 1000 test images and checks every certified point "
+                                      "against a PGD attack; then does the same for the packaged SDP-NN at eps 0.1.")
+    demo.add_argument("--seconds", type=float, default=60.0,
+                      help="training time budget in seconds (default 60; training also stops after --epochs)")
+    demo.add_argument("--epochs", type=_pos_int, default=300, help="maximum training epochs (default 300)")
+    demo.add_argument("--out", metavar="DIR", default="sdpcert-demo",
+                      help="where model.npz and summary.json go (default ./sdpcert-demo)")
+    demo.add_argument("--eps", type=_float_list, default=list(DEFAULT_EPS),
+                      help=f"comma-separated l_inf radii (default {','.join(map(str, DEFAULT_EPS))})")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    demo.add_argument("--skip-packaged", action="store_true",
+                      help="skip part 2 (certifying and attacking the packaged SDP-NN at eps 0.1, ~10 s)")
+
+    tr = sub.add_parser("train", help="train NT/Fro/Spe/AT/SDP/LP-NN networks (paper §6) with per-epoch logs",
+                        description="Train a 784-m-10 ReLU net with one of the paper's objectives. Every epoch logs "
+                                    "the training loss, the clean test error and, for sdp objectives, the dual "
+                                    "certificate (proven certified error at --eps-train from the current c_ij). "
+                                    "Writes model.npz, log.json, log.csv and checkpoint.pt to --out.")
+    tr.add_argument("--objective", choices=OBJECTIVES, required=True, help="training objective")
+    tr.add_argument("--epochs", type=_pos_int, required=True, help="total epochs (with --resume: including done ones)")
+    tr.add_argument("--hidden", type=_pos_int, default=500, help="hidden units m (default 500)")
+    tr.add_argument("--batch-size", type=_pos_int, default=100, help="minibatch size (default 100)")
+    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    tr.add_argument("--lr-decay-every", type=_pos_int, default=30, help="lr x 0.1 every N epochs (default 30)")
+    tr.add_argument("--eps-train", type=float, default=0.1, help="radius of the logged dual certificate (default 0.1)")
+    tr.add_argument("--sdp-lambda", type=float, default=0.05, help="penalty weight lambda (default 0.05)")
+    tr.add_argument("--sdp-loss-scale", type=float, default=10.0,
+                    help="factor on the mean hinge in the sdp objectives (default 10; see docs/design.md §2)")
+    tr.add_argument("--eig-iters", type=_pos_int, default=8,
+                    help="sdp objectives: warm-started Lanczos matvecs per class pair per step (default 8)")
+    tr.add_argument("--weight-refresh-every", type=_pos_int, default=20,
+                    help="sdp-weighted: refresh the pair weights every N epochs (default 20)")
+    tr.add_argument("--lp-eps-ramp-epochs", type=_pos_int, default=5,
+                    help="lp: epochs over which the training radius grows linearly to --eps-train (default 5)")
+    tr.add_argument("--snapshot-every", type=int, default=0,
+                    help="also keep DIR/model_epochNNN.npz every N epochs (default 0: only the last model)")
+    tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")
+    tr.add_argument("--at-step", type=float, default=0.1, help="AT: PGD step (default 0.1)")
+    tr.add_argument("--at-steps", type=_pos_int, default=40, help="AT: PGD steps (default 40)")
+    tr.add_argument("--data", metavar="DIR", default=None,
+                    help="folder with the MNIST IDX files (default: the packaged 2000/1000-image sample)")
+    tr.add_argument("--limit", type=_pos_int, default=None, help="use only the first N training examples")
+    tr.add_argument("--test-limit", type=_pos_int, default=None, help="use only the first N test examples")
+    tr.add_argument("--out", metavar="DIR", default="sdpcert-train", help="output folder (default ./sdpcert-train)")
+    tr.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    tr.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    tr.add_argument("--threads", type=_pos_int, default=1,
+                    help="cores (default 1; the sdp objectives give one to the eigen-solve thread)")
+    tr.add_argument("--device", default="cpu",
+                    help="torch device, e.g. cuda (default cpu; on CUDA the SDP penalty uses torch's eigh); refused "
+                         "up front when torch cannot use it")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    rep = sub.add_parser("reproduce", help="the paper's experiments end to end: 7 networks, all bounds, figures, report",
+                         description="Train (or reuse, by content hash) NT/Fro/Spe/AT-NN, SDP-NN (unweighted and "
+                                     "weighted) and LP-NN on MNIST; certify each with the SDP, spectral, Frobenius "
+                                     "and LP bounds and attack it with FGSM, PGD and CW; write Fig. 2, 3a, 3b, 4a, 4b "
+                                     "(PNG + CSV), table1.md and REPORT.md next to the paper's numbers. Stages are "
+                                     "kept in DIR: a rerun resumes. Full: ~80 minutes on 2 cores; --quick: 1-3 minutes.")
+    rep.add_argument("--out", metavar="DIR", required=True, help="output folder (networks/, results/, figures, report)")
+    rep.add_argument("--quick", action="store_true",
+                     help="a few epochs on 2,000 training / 500 test images: checks the pipeline in minutes")
+    rep.add_argument("--data", metavar="DIR", default=None,
+                     help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR, else ~/.cache/sdpcert/mnist)")
+    rep.add_argument("--only", type=lambda text: [t for t in text.split(",") if t], default=None,
+                     help=f"comma-separated networks to train and evaluate now ({','.join(OBJECTIVES)}); the "
+                          "figures and report use every network evaluated so far in DIR")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser

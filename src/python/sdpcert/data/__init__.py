@@ -1,0 +1,27 @@
+"""The data: MNIST from the original IDX files, or the slice that ships with the package.
+
+- ``idx.py``: the IDX format (header, payload length, gzip) and the published md5 of each file.
+- ``mnist.py``: where the files are (``resolve_mnist_folder``), ``download_mnist``, ``load_mnist``/``load_mnist_raw``.
+- ``sample.py``: ``load_mnist_sample``, the packaged 2000 + 1000 images, checked by sha256.
+"""
+
+from .idx import IMAGES_MAGIC, LABELS_MAGIC, MNIST_MD5, parse_idx
+from .mnist import (MNIST_DIR_ENV, MNIST_FILES, MNIST_MIRRORS, download_mnist, load_mnist, load_mnist_raw,
+                    resolve_mnist_folder)
+from .sample import SAMPLE_ARRAYS, load_mnist_sample
+
+__all__ = [
+    "load_mnist",
+    "load_mnist_raw",
+    "load_mnist_sample",
+    "download_mnist",
+    "parse_idx",
+    "resolve_mnist_folder",
+    "MNIST_FILES",
+    "MNIST_MD5",
+    "MNIST_MIRRORS",
+    "MNIST_DIR_ENV",
+    "SAMPLE_ARRAYS",
+    "IMAGES_MAGIC",
+    "LABELS_MAGIC",
+]

@@ -1,0 +1,23 @@
+"""The PyTorch face of sdpcert: ``import sdpcert.torch as sct``.
+
+- :func:`pair_dual_penalty` -- the autograd op: per class pair, ``D * max(lambda_max(M_ij - diag c_ij), 0) +
+  sum max(c_ij, 0)`` as a differentiable function of W, V and c (analytic backward from the top eigenvector; CPU
+  tensors through the compiled batched Lanczos, CUDA tensors through torch). Training estimates, not certificates.
+- :class:`DualCertificateRegularizer` -- an ``nn.Module`` that owns the c_ij and the pair sampling:
+  ``loss = task_loss + reg(W, V, reg.sample_pairs_sharing_class())``; :meth:`~DualCertificateRegularizer.certified_upper`
+  gives the PROVEN bounds from the current c (the paper's dual certificate).
+- :func:`certified_dual_bounds`, :func:`top_eigenpairs`, :class:`EigenWarmStart`, :func:`pair_matrix_torch`.
+- :func:`lp_margin_bounds_torch`, :func:`lp_robust_loss` -- the Wong-Kolter LP bound in torch (LP-NN training).
+
+Modules, in the order they build on each other: ``checks`` (argument checks), ``eigen`` (warm starts and the two
+eigen backends), ``penalty`` (the autograd op, the proven bounds, the eigen worker thread), ``regularizer`` (the
+module), ``lp`` (the LP bound for training).
+"""
+
+from .eigen import EigenWarmStart, Eigenpairs, pair_matrix_torch, top_eigenpairs
+from .lp import lp_margin_bounds_torch, lp_robust_loss
+from .penalty import certified_dual_bounds, pair_dual_penalty
+from .regularizer import DualCertificateRegularizer
+
+__all__ = ["DualCertificateRegularizer", "EigenWarmStart", "Eigenpairs", "certified_dual_bounds", "pair_dual_penalty",
+           "pair_matrix_torch", "top_eigenpairs", "lp_margin_bounds_torch", "lp_robust_loss"]

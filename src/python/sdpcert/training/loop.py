@@ -1,0 +1,172 @@
+"""The training loop: :func:`train` runs a :class:`~sdpcert.training.trainer.Trainer` epoch by epoch, evaluates
+every epoch (clean test error; for the sdp objectives the proven dual certificate, for lp the proven LP
+certificate) and writes the run folder (model, logs, checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..certify.lp import lp_worst_margins
+from ..data import load_mnist, load_mnist_sample
+from ..errors import SdpcertError
+from .config import CHECKPOINT_NAME, LOG_CSV_NAME, LOG_JSON_NAME, MODEL_NAME, TrainConfig
+from .dual import certified_error_from_growth, dual_growth
+from .trainer import Trainer, threads_for, torch_threads
+
+__all__ = ["train", "load_split", "format_epoch", "write_logs"]
+
+LogFn = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------------------------- data
+def load_split(data: Optional[str], split: str, limit: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``split`` of full MNIST from the folder ``data``, or of the packaged sample when ``data`` is None (float32)."""
+    if data is not None:
+        if not Path(data).is_dir():
+            raise SdpcertError(f"data folder {data} does not exist (it should hold the MNIST IDX files)")
+        return load_mnist(split, folder=data, limit=limit, dtype=np.float32)
+    return load_mnist_sample(split, limit=limit, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+def write_logs(out_dir: Path, config: TrainConfig, history: list) -> None:
+    """``log.json`` (config and every epoch's row) and ``log.csv`` (the rows' scalar fields) in ``out_dir``."""
+    doc = {"config": config.to_dict(), "epochs": history}
+    (out_dir / LOG_JSON_NAME).write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+    fields: list[str] = []
+    for row in history:
+        for key in row:
+            if key not in fields and not isinstance(row[key], (list, dict)):
+                fields.append(key)
+    with (out_dir / LOG_CSV_NAME).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for row in history:
+            writer.writerow(row)
+
+
+def format_epoch(row: dict) -> str:
+    """One human-readable line for an epoch's log row."""
+    text = (f"epoch {row['epoch']:>3}  loss {row['train_loss']:.4f}  clean {100 * row['clean_error']:.2f}%")
+    if "lp_certified_error" in row:
+        text += f"  LP-cert {100 * row['lp_certified_error']:.2f}% (eps {row['eps_train']:g}; trained at {row['lp_eps']:g})"
+    if "dual_certified_error" in row:
+        text += (f"  dual-cert {100 * row['dual_certified_error']:.2f}% (eps {row['eps_train']:g}, "
+                 f"mean S_ij <= {row['dual_S_mean']:.4g})")
+    return text + f"  lr {row['lr']:.0e}  {row['seconds']:.1f} s"
+
+
+# ----------------------------------------------------------------------------------------------- driver
+def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = None) -> dict:
+    """Train as ``config`` says. Returns dict(net=TwoLayerNet, history=[per-epoch dicts], trainer=Trainer,
+    paths={...} of the files written). ``log(line)`` receives one line per epoch; ``progress`` shows a rich bar."""
+    import torch
+
+    if not isinstance(config, TrainConfig):
+        raise SdpcertError(f"train needs a TrainConfig; got {type(config).__name__}")
+    X, y = load_split(config.data, "train", config.limit)
+    X_test, y_test = load_split(config.data, "test", config.test_limit)
+    out_dir = Path(config.out_dir) if config.out_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / CHECKPOINT_NAME if out_dir is not None else None
+
+    with torch_threads(threads_for(config)):
+        trainer = Trainer(config, d=X.shape[1], k=10)
+        history: list = []
+        if config.resume:
+            if not ckpt_path.is_file():
+                raise SdpcertError(f"cannot resume: {ckpt_path} does not exist")
+            history = trainer.load_state(torch.load(ckpt_path, weights_only=True, map_location=trainer.device))
+            if trainer.epoch > config.epochs:
+                raise SdpcertError(f"the checkpoint has {trainer.epoch} epochs done, more than epochs={config.epochs}")
+        X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+        n = len(y)
+        steps_per_epoch = math.ceil(n / config.batch_size)
+        bar = None
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           transient=True)
+            bar.start()
+        try:
+            while trainer.epoch < config.epochs:
+                epoch = trainer.epoch
+                t0 = time.perf_counter()
+                lr = trainer.lr_for(epoch)
+                for group in trainer.optimizer.param_groups:
+                    group["lr"] = lr
+                row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
+                if config.objective == "lp":
+                    row["lp_eps"] = trainer.lp_eps(epoch)
+                if config.objective == "sdp-weighted" and epoch > 0 and epoch % config.weight_refresh_every == 0:
+                    w = trainer.refresh_pair_weights(X, y)
+                    row["pair_weights"] = w.tolist()
+                order = torch.randperm(n, generator=trainer.generator)
+                sums: dict[str, float] = {}
+                task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch) if bar else None
+                for s in range(steps_per_epoch):
+                    idx = order[s * config.batch_size:(s + 1) * config.batch_size]
+                    parts = trainer.step(X_t[idx].to(trainer.device), y_t[idx].to(trainer.device))
+                    for key, value in parts.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    if bar is not None:
+                        bar.update(task, advance=1)
+                if bar is not None:
+                    bar.remove_task(task)
+                row["train_loss"] = sums["loss"] / steps_per_epoch
+                for key, value in sums.items():
+                    if key != "loss":
+                        row[f"train_{key}"] = value / steps_per_epoch
+                row["train_seconds"] = time.perf_counter() - t0
+                net = trainer.net()
+                row["clean_error"] = float((net.predict(X_test) != y_test).mean())
+                if config.is_sdp:
+                    t1 = time.perf_counter()
+                    G, S = dual_growth(trainer.reg, net)
+                    cert = certified_error_from_growth(net, X_test, y_test, config.eps_train, G)
+                    upper = S[np.triu_indices(net.k, 1)]
+                    row["eps_train"] = config.eps_train
+                    row["dual_certified_error"] = cert["certified_error"]
+                    row["dual_S_mean"] = float(upper.mean())
+                    row["dual_S_max"] = float(upper.max())
+                    row["dual_seconds"] = time.perf_counter() - t1
+                if config.objective == "lp":  # the LP certificate the net is trained for, proven (certify's LP)
+                    t1 = time.perf_counter()
+                    worst = lp_worst_margins(net, X_test, y_test, config.eps_train)
+                    row["eps_train"] = config.eps_train
+                    row["lp_certified_error"] = float((worst >= 0).mean())
+                    row["lp_seconds"] = time.perf_counter() - t1
+                trainer.epoch += 1
+                row["seconds"] = time.perf_counter() - t0
+                history.append(row)
+                if out_dir is not None:
+                    net.save(out_dir / MODEL_NAME)
+                    if config.snapshot_every and trainer.epoch % config.snapshot_every == 0:
+                        net.save(out_dir / f"model_epoch{trainer.epoch:03d}.npz")
+                    write_logs(out_dir, config, history)
+                    tmp = ckpt_path.with_suffix(".pt.tmp")
+                    torch.save(trainer.state(history), tmp)
+                    tmp.replace(ckpt_path)
+                if log is not None:
+                    log(format_epoch(row))
+        finally:
+            if bar is not None:
+                bar.stop()
+        net = trainer.net()
+        paths = {}
+        if out_dir is not None:
+            net.save(out_dir / MODEL_NAME)
+            write_logs(out_dir, config, history)
+            paths = {"model": str(out_dir / MODEL_NAME), "log_json": str(out_dir / LOG_JSON_NAME),
+                     "log_csv": str(out_dir / LOG_CSV_NAME), "checkpoint": str(ckpt_path)}
+    return {"net": net, "history": history, "trainer": trainer, "paths": paths}
