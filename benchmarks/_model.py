@@ -113,5 +113,5 @@ def slice_net(net: TwoLayerNet, hidden: int, inputs: int | None = None) -> TwoLa
 
 
 def all_pairs(k: int = 10) -> np.ndarray:
-    """The k(k-1)/2 pairs (i, j), i < j, as an int64 (P, 2) array (S_ij = S_ji, DESIGN.md §1)."""
+    """The k(k-1)/2 pairs (i, j), i < j, as an int64 (P, 2) array (S_ij = S_ji, docs/design.md §2)."""
     return np.array([(i, j) for i in range(k) for j in range(i + 1, k)], dtype=np.int64)

@@ -8,7 +8,7 @@ Rows (targets in brackets):
   b) all 45 pair SDPs, wall time                             [<= 1 s]
   c) certify the 10,000 MNIST test images at eps = 0.1, end to end (45 SDPs + forward + margins)   [<= 2 s]
   d) top eigenpair of M_ij - diag(c) for 9 pairs, batched Lanczos vs 9 calls of scipy's eigsh on an implicit
-     LinearOperator (two products with W per matvec, DESIGN.md §1), same tolerance   [>= 5x faster]
+     LinearOperator (two products with W per matvec, docs/design.md §2), same tolerance   [>= 5x faster]
 
 --quick: fewer repeats, and SDPA on a slice (first 100 hidden units, 200 inputs) instead of the full D = 1285.
 
@@ -153,7 +153,7 @@ def certify_10k(net, X, y, eps):
     S[pairs[:, 0], pairs[:, 1]] = S[pairs[:, 1], pairs[:, 0]] = r["upper"]
     logits = net.forward(X)
     rows = np.arange(len(y))
-    # f^{jy}_SDP(x) = f_j - f_y + (eps L / 4) S_jy (DESIGN.md §1); certified iff correct and all j != y are < 0
+    # f^{jy}_SDP(x) = f_j - f_y + (eps L / 4) S_jy (docs/design.md §2); certified iff correct and all j != y are < 0
     margins = logits - logits[rows, y][:, None] + (eps * net.lipschitz / 4) * S[:, y].T
     margins[rows, y] = -np.inf
     correct = np.argmax(logits, axis=1) == y

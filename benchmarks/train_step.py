@@ -32,7 +32,7 @@ from sdpcert.training import TrainConfig, Trainer, threads_for as torch_threads
 
 def mean_step_ms(config: TrainConfig, X: torch.Tensor, y: torch.Tensor, steps: int, warmup: int,
                  backend: str = "auto") -> float:
-    torch.set_num_threads(torch_threads(config))  # as sdpcert.train.train does (sdp: one core for the eigen thread)
+    torch.set_num_threads(torch_threads(config))  # as sdpcert.training.train does (sdp: one core for the eigen thread)
     trainer = Trainer(config)
     if trainer.reg is not None:
         trainer.reg.backend = backend

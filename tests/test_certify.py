@@ -3,7 +3,7 @@
 - Structure: certified ⊆ correctly classified, certified error ≥ clean error, eps = 0 certifies exactly the correct
   points (up to exact ties), certificates shrink as eps grows.
 - Soundness against attacks: on a small MNIST net trained here, no certified point is broken by a PGD attack
-  (written in this file, independent of sdpcert.demo).
+  (written in this file, independent of sdpcert.experiments.demo).
 - Soundness against an exact search: on tiny nets (d = 2) the certified worst margin is above the worst margin
   found by a dense grid over the l_inf ball, and the pair SDP upper bounds are above the brute-force box QP.
 - Bad input is refused with an SdpcertError naming the problem; pair bounds are cached, deterministic, symmetric.

@@ -1,4 +1,4 @@
-"""The Wong-Kolter LP bound (sdpcert.lp_bound) on real numerics, no mocks.
+"""The Wong-Kolter LP bound (sdpcert.certify.lp, sdpcert.torch.lp) on real numerics, no mocks.
 
 - Tiny nets (d = 2..4, m = 3..6): the bound is >= the exact worst margin (a max over all activation patterns, one
   linprog per pattern), >= the exact optimum of the triangle-relaxation LP (scipy HiGHS), and the LP optimum is <= the

@@ -330,7 +330,7 @@ def test_deterministic_across_threads_and_pair_order():
 
 
 def test_deterministic_across_threads_when_pairs_run_long():
-    """Results do not depend on the thread count (register_sdp.cpp, solve_pairs: fixed groups of pairs). A pair
+    """Results do not depend on the thread count (sdp_solver.hpp, solve_pairs: fixed groups of pairs). A pair
     solved alone is batched with different partners, so Eigen may block its GEMMs differently and the last bits of
     the dual can differ: then both results must be valid and agree to far below the tolerance. Seed 3 at 200x250
     makes ranks grow to 31 and 16 over ~1000 sweeps, the case that once broke thread independence."""

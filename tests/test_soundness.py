@@ -171,7 +171,7 @@ def test_nonfinite_weights_refused_by_every_entry_point(value):
 
 def test_nonfinite_refused_by_pair_matrix_c_and_apply_pair_operator():
     """pair_matrix checks W and v but not c; apply_pair_operator checks no finiteness at all
-    (register_operator.cpp): NaN in W, vs, cs or X silently propagates into the result. Suggested fix: the same
+    (register_pair_operator.cpp): NaN in W, vs, cs or X silently propagates into the result. Suggested fix: the same
     require_finite calls the other bindings make."""
     W, V, _, cs = _data()
     D = cs.shape[1]
@@ -233,8 +233,8 @@ def test_pair_index_out_of_range(bad):
 def test_fractional_pair_indices_refused():
     """pairs = [[0.7, 1.9]] is silently truncated to (0, 1) by pybind11's int64 conversion (forcecast) and
     solved: a caller's bug becomes a certificate for the wrong pair. Suggested fix: take pairs as
-    py::array_t<int64_t> without forcecast (or check the dtype is integral) in register_sdp.cpp /
-    register_eigen.cpp."""
+    py::array_t<int64_t> without forcecast (or check the dtype is integral) in register_sdp_solver.cpp /
+    register_certify_bound.cpp."""
     W, V, _, cs = _data()
     with pytest.raises((ValueError, TypeError)):
         core.solve_pair_sdps(W, V, np.array([[0.7, 1.9]]))

@@ -1,4 +1,4 @@
-"""sdpcert.train: every objective trains; the SDP penalty goes down; the logged dual certificate is sound (never
+"""sdpcert.training: every objective trains; the SDP penalty goes down; the logged dual certificate is sound (never
 better than the exact SDP, never below the clean error); resuming reproduces an uninterrupted run; the CLI."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The slice is the first 2000 training and the first 1000 test examples of real MN
 by sdpcert's own loader, stored as uint8 pixels (n, 784) and uint8 labels (n,). The archive is written with a
 fixed timestamp and fixed compression, so running this script twice gives byte-identical files.
 
-It prints the sha256 of each array; they must equal ``SAMPLE_ARRAYS`` in ``sdpcert/data.py`` (which checks
+It prints the sha256 of each array; they must equal ``SAMPLE_ARRAYS`` in ``sdpcert/data/sample.py`` (which checks
 them on every load) and the table in ``_data/README.md``. With ``--check`` it only verifies the existing file.
 
 Usage (from the repository root):
@@ -78,7 +78,7 @@ def main() -> int:
     for key, arr in arrays.items():
         digest = sha256_of(arr)
         recorded = SAMPLE_ARRAYS[key][1]
-        flag = "ok" if digest == recorded else "MISMATCH with sdpcert/data.py SAMPLE_ARRAYS"
+        flag = "ok" if digest == recorded else "MISMATCH with sdpcert/data/sample.py SAMPLE_ARRAYS"
         recorded_ok &= digest == recorded
         print(f"{key:13s} {str(arr.shape):12s} sha256 {digest}  {flag}")
     print(f"file sha256 {hashlib.sha256(OUTPUT.read_bytes()).hexdigest()}")

@@ -11,7 +11,7 @@ points that any attack breaks. It refuses to package a model with a broken certi
     src/python/sdpcert/_data/models/NAME.json  how it was trained (command, config, epochs, commit) and every number
                                                measured here
 
-so that ``sdpcert.pretrained.pretrained_info(NAME)`` and the docs quote numbers produced by code.
+so that ``sdpcert.model.pretrained_info(NAME)`` and the docs quote numbers produced by code.
 """
 
 from __future__ import annotations

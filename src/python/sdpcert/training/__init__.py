@@ -1,4 +1,4 @@
-"""Training the paper's networks (§6, docs/design.md §2): ``train(TrainConfig(objective="sdp", epochs=...))``.
+"""Training the paper's networks (§6, docs/design.md §6): ``train(TrainConfig(objective="sdp", epochs=...))``.
 
 - :mod:`.config` -- :class:`TrainConfig` and ``OBJECTIVES``, the one list of objectives (= the seven networks of
   ``sdpcert reproduce``);

@@ -47,7 +47,7 @@ class TrainConfig:
     seed: int = 0
     eps_train: float = 0.1
     sdp_lambda: float = 0.05
-    sdp_loss_scale: float = 10.0  # multiplies the mean hinge (docs/design.md §2: x10 trained, x1 collapsed)
+    sdp_loss_scale: float = 10.0  # multiplies the mean hinge (docs/design.md §6: x10 trained, x1 collapsed)
     fro_coef: float = 0.08
     spe_coef: float = 0.09
     at_eps: float = 0.3

@@ -24,7 +24,7 @@ f = the logits of a 784-m-10 ReLU net, hinge = the mean Weston-Watkins multiclas
   random initial net were 0 for 29 of the 45 pairs, whose S_ij then grew unchecked (mean S_ij 140 -> 230 over 8
   epochs, dual certificate 100%; measured), hence no refresh at epoch 0.
 
-Penalty scale (docs/design.md §2): the paper's eq. (15) sums the loss over the N training points and adds the
+Penalty scale (docs/design.md §6): the paper's eq. (15) sums the loss over the N training points and adds the
 penalty once; a minibatch loop with a *mean* loss must choose the relative scale. ``sdp_loss_scale`` multiplies the
 mean hinge: 10 (the default) trained in the reference run, 1 collapsed (clean error 70-88%).
 

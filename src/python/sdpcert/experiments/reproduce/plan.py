@@ -1,4 +1,4 @@
-"""What ``sdpcert reproduce`` runs: the paper's networks (§6, docs/design.md §2) as training configs, the evaluation
+"""What ``sdpcert reproduce`` runs: the paper's networks (§6, docs/design.md §6) as training configs, the evaluation
 settings, the paper's reported numbers (labelled as the paper's wherever they are shown), and the content hash
 under which a trained network is reused.
 
