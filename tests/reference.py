@@ -12,6 +12,9 @@ cvxpy/Clarabel, SDPA or mpmath, so that a test comparing the core against it can
 - ``relu_max_margin_enum`` / ``relu_max_margin_milp``: the exact maximum of f_i − f_j over an ℓ∞ ball for a ReLU
   network, by enumerating activation patterns (one LP each) or by a big-M MILP.
 - ``smooth_max_margin_lower``: a lower bound on that maximum for sigmoid/tanh networks (grid + local search).
+- ``relu_max_margin_enum_box`` / ``smooth_max_margin_lower_box``: the same over the ball intersected with an input
+  box [lo, hi] (the set ``Certifier(net, input_domain=(lo, hi))`` certifies), and ``exact_margin``: f_i − f_j at a
+  point in exact rational arithmetic (``fractions.Fraction``) from the float weights.
 """
 
 from __future__ import annotations
@@ -228,5 +231,97 @@ def smooth_max_margin_lower(net, x: np.ndarray, eps: float, i: int, j: int, grid
         res = minimize(neg_margin, start, method="L-BFGS-B", bounds=list(zip(lo, hi)))
         z = np.clip(res.x, lo, hi)
         o = net.forward(z)
+        best = max(best, float(o[i] - o[j]))
+    return best
+
+
+# ------------------------------------------------------------------------------------------------ input box
+def ball_box_bounds(x: np.ndarray, eps: float, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """The ends [max(x − ε, lo), min(x + ε, hi)] of the ball intersected with the box (floats, as a reference: a
+    point found inside them is clipped into the exact set by ``clip_into_ball_box``)."""
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), x.shape)
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), x.shape)
+    return np.maximum(x - eps, lo), np.minimum(x + eps, hi)
+
+
+def clip_into_ball_box(point: np.ndarray, x: np.ndarray, eps: float, lo, hi) -> list:
+    """``point`` as exact Fractions, clipped coordinate by coordinate into {x' : |x' − x| ≤ ε, lo ≤ x' ≤ hi}
+    (exactly: the clipping ends are the exact rationals x ± ε, lo, hi)."""
+    from fractions import Fraction
+
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), x.shape)
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), x.shape)
+    out = []
+    for p, xi, l, h in zip(point, x, lo, hi):
+        a = max(Fraction(float(xi)) - Fraction(float(eps)), Fraction(float(l)))
+        b = min(Fraction(float(xi)) + Fraction(float(eps)), Fraction(float(h)))
+        out.append(min(max(Fraction(float(p)), a), b))
+    return out
+
+
+def exact_margin(net, point, i: int, j: int):
+    """f_i(x') − f_j(x') exactly (a Fraction) at a point given as Fractions, for a ReLU TwoLayerNet."""
+    from fractions import Fraction
+
+    W, b, V, b2 = (np.asarray(a) for a in (net.W, net.b, net.V, net.b2))
+    h = []
+    for row, bk in zip(W, b):
+        z = sum((Fraction(float(w)) * p for w, p in zip(row, point)), Fraction(float(bk)))
+        h.append(max(z, Fraction(0)))
+    f_i = sum((Fraction(float(v)) * hk for v, hk in zip(V[i], h)), Fraction(float(b2[i])))
+    f_j = sum((Fraction(float(v)) * hk for v, hk in zip(V[j], h)), Fraction(float(b2[j])))
+    return f_i - f_j
+
+
+def relu_max_margin_enum_box(net, x: np.ndarray, eps: float, i: int, j: int, lo, hi) -> tuple[float, np.ndarray]:
+    """Exact max of f_i(x') − f_j(x') over {‖x' − x‖∞ ≤ ε, lo ≤ x' ≤ hi} for a ReLU TwoLayerNet, by activation-pattern
+    enumeration with one LP per pattern over the box [max(x − ε, lo), min(x + ε, hi)] (as
+    ``relu_max_margin_enum``, whose regions cover any box). Returns (value, maximiser)."""
+    if net.activation != "relu":
+        raise ValueError("relu_max_margin_enum_box needs a ReLU network")
+    W, b = np.asarray(net.W), np.asarray(net.b)
+    v = np.asarray(net.V[i] - net.V[j])
+    const = float(net.b2[i] - net.b2[j])
+    m = W.shape[0]
+    low, high = ball_box_bounds(x, eps, lo, hi)
+    bounds = list(zip(low, high))
+    center, radius = W @ ((low + high) / 2) + b, np.abs(W) @ ((high - low) / 2)
+    zl, zh = center - radius, center + radius
+    choices = [(1.0,) if zl[k] >= 0 else (0.0,) if zh[k] <= 0 else (0.0, 1.0) for k in range(m)]
+    best, best_x = -np.inf, None
+    for pattern in itertools.product(*choices):
+        a = np.array(pattern)
+        sign = np.where(a > 0, -1.0, 1.0)
+        w = a * v
+        res = linprog(-(W.T @ w), A_ub=sign[:, None] * W, b_ub=np.where(a > 0, b, -b), bounds=bounds,
+                      method="highs")
+        if res.status == 2:
+            continue
+        if res.status != 0:
+            raise RuntimeError(f"linprog failed on pattern {pattern}: {res.message}")
+        val = float(w @ (W @ res.x + b) + const)
+        if val > best:
+            best, best_x = val, res.x
+    return best, best_x
+
+
+def smooth_max_margin_lower_box(net, x: np.ndarray, eps: float, i: int, j: int, lo, hi, grid: int = 41) -> float:
+    """A lower bound on max f_i − f_j over the ball intersected with [lo, hi] (any activation): a dense grid on the
+    box followed by L-BFGS-B from the five best grid points; every value is attained at a point of the set."""
+    low, high = ball_box_bounds(x, eps, lo, hi)
+    axes = [np.linspace(a, b, grid) for a, b in zip(low, high)]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(x))
+    pts = np.clip(pts, low, high)
+    out = net.forward(pts)
+    margins = out[:, i] - out[:, j]
+    best = float(margins.max())
+
+    def neg_margin(z: np.ndarray) -> float:
+        o = net.forward(np.clip(z, low, high))
+        return -float(o[i] - o[j])
+
+    for start in pts[np.argsort(margins)[-5:]]:
+        res = minimize(neg_margin, start, method="L-BFGS-B", bounds=list(zip(low, high)))
+        o = net.forward(np.clip(res.x, low, high))
         best = max(best, float(o[i] - o[j]))
     return best

@@ -25,7 +25,8 @@ from .errors import NonFiniteError, SdpcertError, ShapeError
 
 __all__ = ["INT32_MAX", "as_array", "as_numeric_array", "as_list", "check_finite", "check_exact_float64",
            "check_eps", "check_x_shape", "check_y_shape", "check_label_range", "check_inputs", "check_labels",
-           "check_data", "check_pairs", "positive_int", "nonnegative_int", "int_in_range", "check_threads"]
+           "check_data", "check_pairs", "positive_int", "nonnegative_int", "int_in_range", "check_threads",
+           "check_input_domain", "check_in_domain"]
 
 #: The largest thread count, sweep limit, ... the compiled core takes (a C ``int``).
 INT32_MAX = 2 ** 31 - 1
@@ -278,3 +279,55 @@ def int_in_range(name: str, value: Any, low: int, high: int) -> int:
 def check_threads(value: Any) -> int:
     """A thread count for the compiled core: an int in [0, 2^31 - 1], 0 meaning all cores."""
     return int_in_range("threads", value, 0, INT32_MAX)
+
+
+# ----------------------------------------------------------------------------------------------- input domain
+def check_input_domain(domain: Any, d: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """The input domain [lo, hi] of a certifier as two read-only float64 ``(d,)`` arrays, or None (the whole
+    l_inf ball). ``domain`` is None or a pair ``(lo, hi)`` of scalars or ``(d,)`` arrays (numpy, lists or CPU torch).
+
+    Refused: a domain that is not a pair, wrong shapes, non-numeric values, NaN, values float64 cannot hold exactly
+    (a rounded box is another box), and lo >= hi anywhere (an empty or degenerate domain: nothing to certify).
+    Infinite ends are accepted (lo = -inf: no lower limit on that coordinate)."""
+    if domain is None:
+        return None
+    if isinstance(domain, (str, bytes)) or not hasattr(domain, "__len__") or _is_tensor(domain) \
+            or isinstance(domain, np.ndarray) and domain.ndim == 0:
+        raise SdpcertError(f"input_domain must be None or a pair (lo, hi) of scalars or (d,) arrays; got {domain!r}")
+    if len(domain) != 2:
+        raise SdpcertError(f"input_domain must be a pair (lo, hi); got {len(domain)} items")
+    ends = []
+    for name, value in zip(("lo", "hi"), domain):
+        arr = as_numeric_array(f"input_domain {name}", value)
+        if arr.shape not in ((), (d,)):
+            raise ShapeError(f"input_domain {name} must be a scalar or have shape ({d},) (one value per input); "
+                             f"got shape {arr.shape}")
+        if np.isnan(arr.astype(np.float64)).any():
+            raise NonFiniteError(f"input_domain {name} contains NaN")
+        check_exact_float64(f"input_domain {name}", arr)
+        full = np.empty(d, dtype=np.float64)
+        full[:] = np.asarray(arr, dtype=np.float64)
+        full.setflags(write=False)
+        ends.append(full)
+    lo, hi = ends
+    bad = ~(lo < hi)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise SdpcertError(f"input_domain needs lo < hi in every coordinate; coordinate {i} has lo = {float(lo[i])!r}, "
+                           f"hi = {float(hi[i])!r}")
+    return lo, hi
+
+
+def check_in_domain(X: np.ndarray, domain: Optional[tuple[np.ndarray, np.ndarray]]) -> None:
+    """``SdpcertError`` when a row of the checked float64 ``X`` lies outside the domain [lo, hi] (None: anything
+    goes): a certificate over [x - eps, x + eps] ∩ [lo, hi] is about points the data never comes from."""
+    if domain is None or X.size == 0:
+        return
+    lo, hi = domain
+    outside = (X < lo) | (X > hi)
+    if outside.any():
+        n, i = (int(v) for v in np.argwhere(outside)[0])
+        raise SdpcertError(f"X[{n}, {i}] = {float(X[n, i])!r} lies outside the input domain [{float(lo[i])!r}, "
+                           f"{float(hi[i])!r}] "
+                           f"({int(outside.any(axis=1).sum())} example(s) do); certify data inside the domain, or "
+                           f"use input_domain=None (the whole l_inf ball)")

@@ -20,8 +20,11 @@ for ANY l <= the true lower bound, u >= the true upper bound and any lower slope
 of the fixed lower slope it can exceed the naive interval bound on a unit with v_i < 0 (relu >= s z is weaker than
 relu >= 0 at z = l); the exact LP never does.
 
-The input box is NOT clipped to [0, 1]^d (the SDP certificate of this package is not either), so both certify the
-same set, the full l_inf ball.
+Over an input box (``Certifier(net, input_domain=(lo, hi))``, box.py) the same dual is taken over the example's
+region {x' : |x' - c| <= rho} (c, rho from box.py, containing [max(x - eps, lo), min(x + eps, hi)]) instead of the
+ball: z0 = W c + b, r = |W| rho, and the dual term eps ||W^T nu||_1 becomes sum_i rho_i |(W^T nu)_i| (the maximum of
+(W^T nu)^T (x' - c) over the region), which equals sum_i max(g_i (l_i - x_i), g_i (u_i - x_i)) up to the centring.
+Without a domain (region = the ball, c = x, rho = eps) the computation is exactly the ball bound of W-K.
 
 This module is the rigorous float64 path: ``lp_margin_bounds`` / ``lp_worst_margins``, used by
 ``Certifier.certify(..., method="lp")``, add an explicit bound on every floating-point rounding error (soundness
@@ -36,12 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_data, check_eps
+from .._checks import check_data, check_eps, check_in_domain, check_input_domain
 from ..errors import SdpcertError
 from ..model.network import TwoLayerNet
+from .box import Region, example_region, preactivation_bounds
 from .rounding import TINY, UNIT_ROUNDOFF, check_gradual_underflow, gamma, round_up
 
-__all__ = ["lp_worst_margins", "lp_margin_bounds"]
+__all__ = ["lp_worst_margins", "lp_margin_bounds", "lp_region_margins"]
 
 _CHUNK = 256  # examples per block in the numpy path: (chunk * k, d) float64 temporaries stay ~16 MB for MNIST
 
@@ -57,28 +61,46 @@ def _validate(net: TwoLayerNet, X: Any, y: Any, eps: Any) -> tuple[np.ndarray, n
     return X, y, eps
 
 
-def lp_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float) -> np.ndarray:
+def lp_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float, input_domain: Any = None) -> np.ndarray:
     """(N, k) PROVEN upper bounds on ``max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` for every class j (column y:
-    -inf, the pair (y, y) is not a margin). Float64 W-K dual values plus a bound on all rounding errors."""
+    -inf, the pair (y, y) is not a margin). Float64 W-K dual values plus a bound on all rounding errors.
+    ``input_domain=(lo, hi)``: the maximum over the ball intersected with [lo, hi] (box.py)."""
     X, y, eps = _validate(net, X, y, eps)
+    domain = check_input_domain(input_domain, net.d)
+    check_in_domain(X, domain)
     check_gradual_underflow()
+    region = example_region(X, eps, domain)
     out = np.empty((len(y), net.k))
     for lo in range(0, len(y), _CHUNK):
-        out[lo:lo + _CHUNK] = _rigorous_block(net, X[lo:lo + _CHUNK], y[lo:lo + _CHUNK], eps)
+        rows = slice(lo, lo + _CHUNK)
+        out[rows] = _rigorous_block(net, region.rows(rows), y[rows])
     return out
 
 
-def lp_worst_margins(net: TwoLayerNet, X: Any, y: Any, eps: float, return_class: bool = False):
+def lp_worst_margins(net: TwoLayerNet, X: Any, y: Any, eps: float, return_class: bool = False,
+                     input_domain: Any = None):
     """(N,) PROVEN upper bounds on ``max_{j != y} max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` (the example is
-    certified iff < 0); with ``return_class=True`` also the maximising j per example."""
-    bounds = lp_margin_bounds(net, X, y, eps)
+    certified iff < 0); with ``return_class=True`` also the maximising j per example. ``input_domain``: as in
+    ``lp_margin_bounds``."""
+    bounds = lp_margin_bounds(net, X, y, eps, input_domain)
     worst_class = np.argmax(bounds, axis=1).astype(np.int64) if bounds.size else np.zeros(0, dtype=np.int64)
     worst = bounds[np.arange(len(bounds)), worst_class]
     return (worst, worst_class) if return_class else worst
 
 
+def lp_region_margins(net: TwoLayerNet, region: Region, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(worst, worst_class)`` for checked y and the regions of box.py (the per-example entry point of the
+    certifier; no argument checks)."""
+    bounds = np.empty((len(y), net.k))
+    for lo in range(0, len(y), _CHUNK):
+        rows = slice(lo, lo + _CHUNK)
+        bounds[rows] = _rigorous_block(net, region.rows(rows), y[rows])
+    worst_class = np.argmax(bounds, axis=1).astype(np.int64) if bounds.size else np.zeros(0, dtype=np.int64)
+    return bounds[np.arange(len(bounds)), worst_class], worst_class
+
+
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow is handled: step (5)
-def _rigorous_block(net: TwoLayerNet, X: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
+def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarray:
     """The W-K bound for a block of examples, rounded so that it is >= the exact real bound, or +inf.
 
     Soundness argument. Notation: hats are computed floats, u = 2^-53, TINY = 2^-1074, gamma_n as in rounding.py.
@@ -125,20 +147,22 @@ def _rigorous_block(net: TwoLayerNet, X: np.ndarray, y: np.ndarray, eps: float) 
         turns NaN into +inf); every non-finite bound is reported as +inf ("not certified"), never as a finite number
         or NaN. lo = -inf or hi = +inf (an overflowed error bound) are valid interval ends. A non-finite z_hat (the
         forward pass overflowed) makes the example's bounds +inf directly.
+    (6) Over a box region (box.py: |x' - c| <= rho per coordinate, rho an (n, d) float array) steps (1)-(5) hold
+        with x replaced by c (z0 = W c + b; ez uses ||c||_inf) and eps ||W_i||_1 by r = |W| rho (``box.
+        preactivation_bounds``, r_up >= r), except the dual term of step (3): (W^T nu)^T (x' - c) <= rho^T |g|,
+        g = W^T nu exactly. With g_hat = fl(W^T nu), |g - g_hat| <= gamma_m |W|^T |nu| + m TINY entrywise, so
+        rho^T |g| <= rho^T |g_hat| + gamma_m (|W| rho)^T |nu| + m TINY sum(rho)
+                   <= rho^T |g_hat| + gamma_m r_up^T |nu| + m TINY sum(rho),
+        three non-negative inner products, each rounded up (``round_up``, products and underflow included) before
+        the next product, and their sum rounded up: ``spread``. Everything else is unchanged.
     """
     W, b, V, b2 = net.W, net.b, net.V, net.b2
     n, (m, d), k = len(y), W.shape, net.k
     if n == 0:
         return np.zeros((0, k))
     absW = np.abs(W)
-    row_l1 = round_up(absW.sum(axis=1), d, products=0)                   # >= ||W_i||_1 (a sum: no underflow)
-    r_up = round_up(eps * row_l1, 1) if eps > 0 else np.zeros(m)         # >= eps ||W_i||_1 (0 exactly at eps = 0)
-    z_hat = X @ W.T + b                                                  # (n, m)
-    x_inf = np.max(np.abs(X), axis=1, keepdims=True)
-    ez = round_up(gamma(d + 1) * (x_inf * row_l1 + np.abs(b)) + d * TINY, 4)  # >= |z_hat - z0|
-    slack = round_up(gamma(3) * (np.abs(z_hat) + ez + r_up), 4)
-    lo = np.nextafter((z_hat - ez - r_up) - slack, -np.inf)              # <= z0 - r   (step 1)
-    hi = np.nextafter((z_hat + ez + r_up) + slack, np.inf)               # >= z0 + r
+    pre = preactivation_bounds(net, region)                              # (step 1; box.py)
+    lo, hi, z_hat, ez, r_up = pre.lo, pre.hi, pre.z_hat, pre.ez, pre.r_up
 
     active = lo >= 0
     ambiguous = (lo < 0) & (hi > 0)
@@ -175,10 +199,18 @@ def _rigorous_block(net: TwoLayerNet, X: np.ndarray, y: np.ndarray, eps: float) 
                        + np.einsum("nkm,nm->nk", abs_nu, ez) + m * TINY, 2 * m + 4)
     # eps ||W^T nu||_1: each of the d entries of W^T nu is an m-term inner product (m underflows each)
     g = nu.reshape(n * k, m) @ W                                         # (n k, d)
-    g_err = (abs_nu.reshape(n * k, m) @ absW).sum(axis=1)
-    g_err_up = round_up(g_err, m + d + 2, products=d * m)
-    l1 = round_up(np.abs(g).sum(axis=1) + gamma(m) * g_err_up + d * m * TINY, d + 2).reshape(n, k)
-    spread = round_up(eps * l1, 1) if eps > 0 else np.zeros((n, k))
+    if region.is_ball:
+        g_err = (abs_nu.reshape(n * k, m) @ absW).sum(axis=1)
+        g_err_up = round_up(g_err, m + d + 2, products=d * m)
+        eps = region.radius
+        l1 = round_up(np.abs(g).sum(axis=1) + gamma(m) * g_err_up + d * m * TINY, d + 2).reshape(n, k)
+        spread = round_up(eps * l1, 1) if eps > 0 else np.zeros((n, k))
+    else:                                                                # (step 6)
+        rho = region.radius
+        t1 = round_up(np.einsum("nkd,nd->nk", np.abs(g).reshape(n, k, d), rho), d)
+        t2 = round_up(gamma(m) * round_up(np.einsum("nkm,nm->nk", abs_nu, r_up), m), 1)
+        t3 = round_up(m * TINY * round_up(rho.sum(axis=1), d, products=0), 1)[:, None]
+        spread = round_up(t1 + t2 + t3, 3)
     # C = sum over ambiguous units with v_hat > 0 of -nu lo (all terms >= 0)
     chord = round_up(np.where(amb3 & pos, -nu * lo[:, None, :], 0.0).sum(axis=-1), m + 1)
     # R = u |v_hat|^T max(hi, 0): the rounding of v_hat = V_j - V_y

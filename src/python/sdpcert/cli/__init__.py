@@ -1,7 +1,9 @@
 """Command line: ``sdpcert certify MODEL.npz --eps 0.1``, ``sdpcert attack MODEL.npz --eps 0.1``, ``sdpcert demo``,
 ``sdpcert train --objective sdp`` and ``sdpcert reproduce --out DIR``.
 
-- ``certify``: clean and certified error (SDP, spectral, Frobenius, LP bounds) of a saved model.
+- ``certify``: clean and certified error (SDP, spectral, Frobenius, LP bounds; on request interval bounds and
+  ``best``, the per-example cascade) of a saved model; ``--input-domain 0,1`` certifies the ball intersected with
+  the pixel box (per-example methods).
 - ``attack``: clean error and the error under FGSM / PGD / CW-l_inf attacks (lower bounds on the robust error);
   with ``--check-certificates`` also certifies the same points and checks that no attack broke a certified point.
 - ``demo``: train, certify and attack a small net on the packaged MNIST sample.

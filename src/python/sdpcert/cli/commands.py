@@ -8,20 +8,21 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from .._checks import check_eps
 from ..attacks import ATTACKS
 from ..certify import METHODS, Certifier, methods_for
+from ..certify.result import domain_summary
 from ..data import load_mnist, resolve_mnist_folder
 from ..errors import SdpcertError
 from ..experiments.soundness import soundness_entry
 from .inputs import (attack_list, attack_settings, check_limit, finite_logits, json_path as json_path_of,
                      load_model_and_data)
-from .output import (ATTACK_NAMES, Bars, consoles, fail_unsound, model_info, pct, print_attack_table, print_errors,
-                     write_json)
+from .output import (ATTACK_NAMES, Bars, consoles, domain_text, fail_unsound, model_info, pct, print_attack_table,
+                     print_errors, write_json)
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_INPUT", "EXIT_UNSOUND", "cmd_certify", "cmd_attack", "cmd_demo", "cmd_train", "cmd_reproduce"]
 
@@ -41,21 +42,29 @@ def cmd_certify(args: argparse.Namespace) -> int:
     if len(y) == 0:
         raise SdpcertError(f"no examples to certify ({source}); use --limit 1 or more")
     finite_logits(net, X)
-    certifier = Certifier(net, rel_tol=args.rel_tol)
+    certifier = Certifier(net, rel_tol=args.rel_tol, input_domain=args.input_domain)
     t_load = time.perf_counter() - t0
 
     if args.methods is None:
         args.methods = list(methods_for(net))
-    results, pairs, t_pairs, t_certify = _certify_timed(certifier, X, y, eps_values, args.methods, err)
+    results, pairs, t_pairs, t_certify = _certify_timed(certifier, X, y, eps_values, args.methods, err,
+                                                        progress=not args.no_progress)
 
     rows = [{"eps": eps, "clean_error": results[(eps, args.methods[0])].clean_error,
              "certified_error": {m: results[(eps, m)].certified_error for m in args.methods}} for eps in eps_values]
-    print_errors(out, f"{args.model} on {source} (n = {len(y)})", rows, args.methods, False)
+    print_errors(out, f"{args.model} on {source} (n = {len(y)}); {domain_text(certifier.input_domain)}", rows,
+                 args.methods, False)
+    for eps in eps_values:
+        if "best" in args.methods:
+            counts = results[(eps, "best")].certified_by_counts()
+            out.print(f"best at eps {eps:g}: certified by " + ", ".join(f"{m} {c}" for m, c in counts.items()),
+                      highlight=False, soft_wrap=True, markup=False)
     lines = [f"load {t_load:.2f} s", f"certify {t_certify:.2f} s"]
     if pairs is not None:
         max_gap = float(pairs.relative_gap.max()) if len(pairs.pairs) else 0.0
+        where = "" if "sdp" in args.methods else ", solved for best's sdp stage, inside certify"
         lines.insert(1, f"pair SDPs {t_pairs:.2f} s ({len(pairs.pairs)} pairs, max relative gap {max_gap:.1e}, "
-                        f"rel_tol {pairs.rel_tol:g})")
+                        f"rel_tol {pairs.rel_tol:g}{where})")
     out.print("timings: " + "; ".join(lines), highlight=False, soft_wrap=True, markup=False)
 
     if json_path is not None:
@@ -65,6 +74,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
             "eps": eps_values if len(eps_values) > 1 else eps_values[0],
             "n": int(len(y)),
             "methods": list(args.methods),
+            "input_domain": domain_summary(certifier.input_domain),
             "results": [results[(eps, m)].summary() for eps in eps_values for m in args.methods],
             "timings": {"load": t_load, "pair_sdp": t_pairs, "certify": t_certify},
         }
@@ -102,12 +112,21 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     clean_wrong = np.argmax(finite_logits(net, X), axis=1) != y
     fooled, t_attack = _run_attacks(net, X, y, eps_values, attacks, settings, err)
-    methods: list[str] = list(methods_for(net)) if args.check_certificates else []
+    domain = args.input_domain
+    if domain is not None and tuple(domain) != (0.0, 1.0):
+        raise SdpcertError(f"--input-domain {domain[0]:g},{domain[1]:g}: the attacks search [0, 1] (they clip to "
+                           f"it), so the certificates they check must be proven for 0,1 or none (the whole ball)")
+    methods: list[str] = []
+    if args.check_certificates:
+        methods = list(args.certify_methods) if args.certify_methods is not None else list(methods_for(net))
     certs: dict = {}
     pairs = None
     t_pairs = t_certify = 0.0
     if methods:
-        certs, pairs, t_pairs, t_certify = _certify_timed(Certifier(net), X, y, eps_values, methods, err)
+        # a certificate for the box [0, 1] is checked by attacks in the same box (every attack clips to [0, 1]); one
+        # for the whole ball covers that box too
+        certs, pairs, t_pairs, t_certify = _certify_timed(Certifier(net, input_domain=domain), X, y, eps_values,
+                                                          methods, err)
     rows = [_attack_row(eps, clean_wrong, {a: fooled[(eps, a)] for a in attacks},
                         {m: certs[(eps, m)] for m in methods}) for eps in eps_values]
     broken_total = sum(entry["broken"] for row in rows for entry in row.get("certified", {}).values())
@@ -118,7 +137,10 @@ def cmd_attack(args: argparse.Namespace) -> int:
         step = "2.5 eps / steps" if settings["step_size"] is None else f"{settings['step_size']:g}"
         attack_desc += (f" ({settings['steps']} steps, {settings['restarts']} restart"
                         f"{'s' if settings['restarts'] != 1 else ''}, step size {step}, seed {settings['seed']})")
-    print_attack_table(out, f"{args.model} on {source} (n = {n}); attacks: {attack_desc}", rows, attacks, methods)
+    title = f"{args.model} on {source} (n = {n}); attacks: {attack_desc}"
+    if methods:
+        title += f"; {domain_text(domain_of(domain, net.d))}"
+    print_attack_table(out, title, rows, attacks, methods)
     lines = [f"load {t_load:.2f} s"] + [f"{ATTACK_NAMES[a]} {t_attack[a]:.2f} s" for a in attacks]
     if pairs is not None:
         lines.append(f"pair SDPs {t_pairs:.2f} s ({len(pairs.pairs)} pairs)")
@@ -144,6 +166,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         }
         if methods:
             report["certification_methods"] = methods
+            report["certification_input_domain"] = domain_summary(domain)
             report["broken_total"] = broken_total
         write_json(json_path, report)
         err.print(f"wrote {json_path}", highlight=False, soft_wrap=True, markup=False)
@@ -255,10 +278,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- shared steps
-def _certify_timed(certifier: Certifier, X: Any, y: Any, eps_values: list, methods: list,
-                   err: Any) -> tuple[dict, Any, float, float]:
+def domain_of(domain: Any, d: int) -> Any:
+    """A ``--input-domain`` value as the (lo, hi) arrays a Certifier records (None stays None)."""
+    return None if domain is None else (np.full(d, float(domain[0])), np.full(d, float(domain[1])))
+
+
+def _certify_timed(certifier: Certifier, X: Any, y: Any, eps_values: list, methods: list, err: Any,
+                   progress: bool = True) -> tuple[dict, Any, float, float]:
     """``(results, pairs, pair_seconds, certify_seconds)``: the pair SDPs (when ``methods`` has sdp, with a bar)
-    then ``certify_grid``; ``pairs`` is None without sdp."""
+    then ``certify_grid`` (with a bar per per-example stage: examples done, certified so far; shown only on a
+    terminal, and not with ``progress=False``); ``pairs`` is None when no pair SDP was solved (``best`` solves them
+    only if some example needs the sdp stage)."""
     pairs = None
     t_pairs = 0.0
     if "sdp" in methods:
@@ -266,9 +296,19 @@ def _certify_timed(certifier: Certifier, X: Any, y: Any, eps_values: list, metho
         with Bars(err) as bars:
             pairs = certifier.pair_bounds(progress=lambda done, total: bars.update("pair SDPs", done, total))
         t_pairs = time.perf_counter() - t0
+    solved_before = certifier.solved_pair_bounds() is not None
     t0 = time.perf_counter()
-    results = certifier.certify_grid(X, y, eps_values, methods)
-    return results, pairs, t_pairs, time.perf_counter() - t0
+    with Bars(err, enabled=progress and err.is_terminal) as bars:
+        def report(stage: str, done: int, total: int, certified: Optional[int]) -> None:
+            bars.update(stage, done, total, note=None if certified is None else f"{certified} certified")
+
+        results = certifier.certify_grid(X, y, eps_values, methods, progress=report if bars.enabled else None)
+    t_certify = time.perf_counter() - t0
+    if pairs is None and "best" in methods:
+        pairs = certifier.solved_pair_bounds()
+        if pairs is not None and not solved_before:
+            t_pairs = pairs.seconds  # solved by best's sdp stage, inside certify_grid (included in t_certify)
+    return results, pairs, t_pairs, t_certify
 
 
 def _run_attacks(net: Any, X: Any, y: Any, eps_values: list, attacks: list, settings: dict,

@@ -8,11 +8,11 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Iterable, NoReturn, Sequence
+from typing import Any, Iterable, NoReturn, Optional, Sequence
 
 from ..errors import UnsoundCertificateError
 
-__all__ = ["consoles", "Bars", "pct", "error_table", "print_errors", "print_attack_table", "ATTACK_NAMES",
+__all__ = ["consoles", "Bars", "domain_text", "pct", "error_table", "print_errors", "print_attack_table", "ATTACK_NAMES",
            "model_info", "strict_json", "write_json", "fail_unsound"]
 
 
@@ -24,26 +24,53 @@ def consoles() -> tuple[Any, Any]:
 
 
 class Bars:
-    """rich progress bars keyed by stage name; ``update(stage, done, total)`` matches the callbacks' signature."""
+    """rich progress bars keyed by stage name; ``update(stage, done, total)`` matches the callbacks' signature
+    (``note``: text shown after the stage's name, e.g. "123 certified"). With ``enabled=False`` nothing is shown."""
 
-    def __init__(self, console: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def __init__(self, console: Any, enabled: bool = True) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
 
+        self.enabled = enabled
         self.progress = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console)
+                                 TimeElapsedColumn(), TextColumn("{task.fields[rate]}"), console=console)
         self.tasks: dict[str, Any] = {}
+        self._started: dict[str, float] = {}
 
     def __enter__(self) -> "Bars":
-        self.progress.start()
+        if self.enabled:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
+        if self.enabled:
+            self.progress.stop()
 
-    def update(self, stage: str, done: int, total: int) -> None:
+    def update(self, stage: str, done: int, total: int, note: Optional[str] = None) -> None:
+        if not self.enabled:
+            return
+        import time
+
         if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total)
+            self.tasks[stage] = self.progress.add_task(stage, total=total, rate="")
+            self._started[stage] = time.perf_counter()
+        elapsed = time.perf_counter() - self._started[stage]
+        rate = f"{done / elapsed:.0f}/s" if note is not None and done and elapsed >= 0.5 else ""
+        description = stage if note is None else f"{stage} ({note})"
+        self.progress.update(self.tasks[stage], completed=done, total=total, description=description, rate=rate)
+
+
+def domain_text(domain: Any) -> str:
+    """How a report names the set the certificates are about."""
+    if domain is None:
+        return "certified set: the whole l_inf ball"
+    lo, hi = domain
+    if len(set(lo.tolist())) == 1 and len(set(hi.tolist())) == 1:
+        box = f"[{lo[0]:g}, {hi[0]:g}]"
+    else:
+        box = "[lo, hi] (per coordinate)"
+    return (f"certified set: the l_inf ball intersected with the input domain {box} (interval, lp, best); "
+            f"sdp, spectral, frobenius: the whole ball")
 
 
 def pct(value: float) -> str:

@@ -22,13 +22,26 @@ def _float_list(text: str) -> list[float]:
 
 
 def _method_list(text: str) -> list[str]:
-    from ..certify import METHODS
+    from ..certify import ALL_METHODS
 
     methods = [part.strip().lower() for part in text.split(",") if part.strip()]
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in ALL_METHODS]
     if bad or not methods:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {bad or text!r}; choose from {','.join(METHODS)}")
+        raise argparse.ArgumentTypeError(f"unknown method(s) {bad or text!r}; choose from {','.join(ALL_METHODS)}")
     return list(dict.fromkeys(methods))
+
+
+def _input_domain(text: str):
+    """'none' -> None (the whole l_inf ball); 'LO,HI' -> (LO, HI) (checked later: LO < HI, data inside)."""
+    if text.strip().lower() == "none":
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0,1) or none; got {text!r}") from None
 
 
 def _nonneg_int(text: str) -> int:
@@ -61,6 +74,10 @@ def _seed(text: str) -> int:
     return value
 
 
+#: ``certify --input-domain``'s default. "none" (the whole ball) keeps the command's numbers those of
+#: ``Certifier(net)``, as tests/test_cli.py expects; "0,1" (pixels) would certify more with the per-example methods.
+CERTIFY_INPUT_DOMAIN = "none"
+
 _JSON_HELP = ("write all numbers to this JSON file (numbers that are not finite, e.g. an unproven pair bound, are "
               "written as null and listed under \"non_finite\")")
 
@@ -81,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cert = sub.add_parser("certify", help="certify a saved model (.npz) on MNIST at an l_inf radius",
                           description="Certify a saved TwoLayerNet (.npz) on MNIST: clean error and certified error "
-                                      "of the SDP, spectral, Frobenius and LP (Wong-Kolter) bounds.")
+                                      "of the SDP, spectral, Frobenius and LP (Wong-Kolter) bounds, and on request "
+                                      "of interval bounds and best (per example: interval -> lp -> sdp -> ... until "
+                                      "certified). With --input-domain 0,1 the per-example methods certify the "
+                                      "ball intersected with the pixel box [0, 1].")
     cert.add_argument("model", help="model file written by TwoLayerNet.save (.npz), or a packaged model's name "
                                     "(sdp-nn: the SDP-NN of the paper's recipe)")
     cert.add_argument("--eps", type=_float_list, required=True,
@@ -92,8 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
     cert.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples (N >= 1)")
     cert.add_argument("--methods", type=_method_list, default=None,
-                      help="comma-separated subset of sdp,spectral,frobenius,lp (default: all that apply to the "
-                           "model; lp needs a ReLU net)")
+                      help="comma-separated subset of sdp,spectral,frobenius,lp,interval,best (default: sdp, "
+                           "spectral, frobenius and lp, those that apply to the model; lp needs a ReLU net; best: "
+                           "interval -> lp -> sdp -> ... per example until certified)")
+    cert.add_argument("--input-domain", type=_input_domain, default=CERTIFY_INPUT_DOMAIN, metavar="LO,HI",
+                      help="the inputs' box, e.g. 0,1 for pixels in [0, 1]: the per-example methods (interval, lp, "
+                           "best) then certify the ball intersected with it; sdp, spectral and frobenius always "
+                           f"certify the whole ball (default {CERTIFY_INPUT_DOMAIN}: the whole ball for every "
+                           "method)")
+    cert.add_argument("--no-progress", action="store_true", help="no progress bars")
     cert.add_argument("--rel-tol", type=float, default=1e-6,
                       help="target relative gap of each pair SDP (default 1e-6; the bound is proven at any tol)")
     cert.add_argument("--json", metavar="OUT", default=None, help=_JSON_HELP)
@@ -124,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--check-certificates", action="store_true",
                      help="also certify the points with every method that applies (sdp, spectral, frobenius, lp) "
                           "and count the certified points an attack broke (exit code 3 if any)")
+    att.add_argument("--certify-methods", type=_method_list, default=None, metavar="METHODS",
+                     help="with --check-certificates: the certification methods (default sdp,spectral,frobenius,lp "
+                          "that apply; also interval, best)")
+    att.add_argument("--input-domain", type=_input_domain, default="none", metavar="LO,HI",
+                     help="with --check-certificates: the box the certificates are proven for, none (the whole "
+                          "ball, default) or 0,1 (the attacks' own box: they clip to [0, 1])")
     att.add_argument("--json", metavar="OUT", default=None, help=_JSON_HELP)
 
     demo = sub.add_parser("demo", help="train a small net on packaged MNIST, certify it and attack it (~1 minute)",
