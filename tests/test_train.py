@@ -252,3 +252,22 @@ def test_torch_eigen_route_trains_like_on_a_gpu():
     assert not torch.equal(trainer.W.detach(), W0) and not torch.equal(trainer.reg.c.detach(), c0)
     with pytest.raises(SdpcertError, match="device"):
         TrainConfig(device="gpu0")
+
+
+def test_dual_growth_is_infinite_for_pairs_the_regularizer_does_not_own():
+    """A regularizer over some pairs proves nothing about the others: their growth must be +inf (never certified
+    against), not 0 (which would claim those margins cannot grow)."""
+    import sdpcert.torch as sct
+
+    rng = np.random.default_rng(0)
+    net = TwoLayerNet(rng.normal(size=(5, 4)), rng.normal(size=5), rng.normal(size=(3, 5)), rng.normal(size=3))
+    reg = sct.DualCertificateRegularizer(k=3, d=4, m=5, pairs=[(0, 1)], init_c=1.0)
+    G, S = _dual_growth(reg, net)
+    assert np.isfinite(S[0, 1]) and np.isfinite(G[0, 1])
+    assert np.all(np.isinf(G[[0, 1, 2, 2], [2, 2, 0, 1]]))
+    X = rng.normal(size=(20, 4))
+    y = net.predict(X)
+    out = certified_error_from_growth(net, X, y, 1e-3, G)
+    # every label has an unowned adversary (0 and 1 against 2, 2 against both): with +inf growth nothing is
+    # certified at any eps > 0, while G = 0 there would have certified every correctly classified point
+    assert not np.any(out["certified"])

@@ -112,13 +112,16 @@ def worst_margins(base: np.ndarray, magnitude: np.ndarray, y: np.ndarray, eps: f
 
 
 def check_growth(net: TwoLayerNet, G: Any) -> np.ndarray:
-    """G as an immutable float64 (k, k) array, finite and >= 0 off the diagonal and exactly representable."""
+    """G as an immutable float64 (k, k) array, >= 0 (or +inf) off the diagonal and exactly representable.
+
+    +inf is a valid growth bound: it means "nothing proven for this pair", and no example is then certified against
+    that class (worst_margins turns it into a +inf margin). NaN is refused: it is not a bound at all."""
     G = as_numeric_array("G", G)
     if G.shape != (net.k, net.k):
         raise ShapeError(f"G must have shape ({net.k}, {net.k}); got {G.shape}")
     off = G[~np.eye(net.k, dtype=bool)]  # the diagonal is never used: a class is not its own adversary
-    if not np.all(np.isfinite(off)):
-        raise NonFiniteError("G contains non-finite off-diagonal values")
+    if np.any(np.isnan(off)):
+        raise NonFiniteError("G contains non-finite off-diagonal values (NaN); a pair with no proven bound is +inf")
     check_exact_float64("G", off)
     if np.any(off < 0):
         raise SdpcertError(f"G must be >= 0 off the diagonal (a growth bound times eps is an increase of a margin); "

@@ -3,6 +3,7 @@
 - ``network.py``: ``TwoLayerNet``, the maths of ``f(x) = V σ(W x + b) + b2`` and its torch conversion.
 - ``files.py``: the ``.npz`` model file, written and read (with every check) for ``TwoLayerNet.save``/``load``.
 - ``pretrained.py``: the models that ship with the package (``load_pretrained("sdp-nn")``).
+- ``onnx.py``: ONNX graphs in and out (``TwoLayerNet.from_onnx`` / ``to_onnx``; the optional ``onnx`` extra).
 """
 
 from .files import MODEL_FORMAT_VERSION

@@ -349,6 +349,24 @@ class TwoLayerNet:
                 param.copy_(torch.from_numpy(arr.copy()))
         return nn.Sequential(first, activation_module, second)
 
+    # ------------------------------------------------------------------------------------------- ONNX
+    @classmethod
+    def from_onnx(cls, source: Any) -> "TwoLayerNet":
+        """Read an ONNX graph ``[Flatten] -> Gemm | MatMul+Add -> Relu | Tanh | Sigmoid -> Gemm | MatMul+Add`` (a
+        path, bytes or ``onnx.ModelProto``); anything else is a ``ModelFileError`` naming the node. Needs the
+        ``onnx`` extra. See :mod:`sdpcert.model.onnx`."""
+        from .onnx import from_onnx
+
+        return from_onnx(source)
+
+    def to_onnx(self, path: str | os.PathLike | None = None, dtype: Any = None) -> Any:
+        """The ``onnx.ModelProto`` of this network (``Gemm -> act -> Gemm``, input (N, d), output (N, k)), written
+        to ``path`` when given; float32 when every weight is exactly a float32, else float64 (``dtype`` forces one).
+        Needs the ``onnx`` extra. See :mod:`sdpcert.model.onnx`."""
+        from .onnx import to_onnx
+
+        return to_onnx(self, path, dtype=dtype)
+
     # ------------------------------------------------------------------------------------------- files
     def save(self, path: str | os.PathLike, compact: bool = False) -> Path:
         """Write the model to ``path`` as an uncompressed ``.npz`` (no pickles); returns the path.

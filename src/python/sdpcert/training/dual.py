@@ -32,9 +32,13 @@ def certified_error_from_growth(net: TwoLayerNet, X: Any, y: Any, eps: float, G:
 
 
 def dual_growth(reg: Any, net: TwoLayerNet) -> tuple[np.ndarray, np.ndarray]:
-    """(G, S) from the regularizer's current c: S (k, k) proven upper bounds on S_ij, G = sdp_growth(net, S)."""
+    """(G, S) from the regularizer's current c: S (k, k) proven upper bounds on S_ij, G = sdp_growth(net, S).
+
+    Pairs the regularizer does not own have no proven bound: they stay +inf (never 0, which would claim that their
+    margins cannot grow), so no example is certified against them."""
     s_upper = reg.certified_upper(net.W, net.V)
-    S = np.zeros((net.k, net.k))
+    S = np.full((net.k, net.k), np.inf)
+    np.fill_diagonal(S, 0.0)
     for (i, j), s in zip(reg.pairs, s_upper):
         S[i, j] = S[j, i] = s
     return growth.sdp_growth(net, S), S
