@@ -1,4 +1,10 @@
-"""The benchmark network: a 784-500-10 ReLU net trained briefly on MNIST, cached as .npz outside git.
+"""The benchmark networks: 784-500-10 ReLU nets on MNIST, cached outside git.
+
+Three nets (``NETS``), because the pair SDPs are hardest exactly on the robust nets people certify:
+  - ``nt``: trained briefly with cross-entropy (below; the paper's NT-NN, shortened);
+  - ``at``: PGD-trained (``sdpcert train --objective at --epochs 3``, eps 0.3, 40 steps of 0.1; about 5-8 min on
+    2 cores, run once and cached in a folder named by its settings);
+  - ``sdp-nn``: the packaged SDP-NN (``sdpcert.model.load_pretrained("sdp-nn")``, nothing to train).
 
 Shared by ``benchmarks/compare.py`` and the asv suite. Training (torch, CPU, Adam lr 1e-3, batch 100,
 cross-entropy, seed 0, 3 epochs) takes about a minute on a 2-core machine; the weights are cached under
@@ -90,6 +96,53 @@ def benchmark_net(allow_train: bool = True, verbose: bool = True) -> TwoLayerNet
     return net
 
 
+#: The benchmark nets, in the order compare.py and asv report them.
+NETS = ("nt", "at", "sdp-nn")
+
+#: Settings of the PGD-trained net (they name its cache folder).
+AT_SETTINGS = dict(hidden=500, epochs=3, batch=100, lr=1e-3, seed=0, at_eps=0.3, at_step=0.1, at_steps=40)
+
+
+def at_cache_dir(s: dict = AT_SETTINGS) -> Path:
+    return cache_dir() / (f"mnist-relu-784-{s['hidden']}-10_at_eps{s['at_eps']:g}_step{s['at_step']:g}"
+                          f"_steps{s['at_steps']}_adam{s['lr']:g}_b{s['batch']}_e{s['epochs']}_s{s['seed']}")
+
+
+def at_net(allow_train: bool = True, verbose: bool = True) -> TwoLayerNet | None:
+    """The cached PGD-trained net; trains it with ``sdpcert train --objective at`` if missing (``allow_train``)."""
+    folder = at_cache_dir()
+    path = folder / "model.npz"
+    if path.exists():
+        return TwoLayerNet.load(path)
+    if not allow_train or not have_mnist():
+        return None
+    import subprocess
+    import sys
+
+    s = AT_SETTINGS
+    if verbose:
+        print(f"  [bench net] PGD-training {folder.name} (several minutes; cached for later runs)", flush=True)
+    subprocess.run([sys.executable, "-m", "sdpcert", "train", "--objective", "at", "--epochs", str(s["epochs"]),
+                    "--hidden", str(s["hidden"]), "--batch-size", str(s["batch"]), "--lr", str(s["lr"]),
+                    "--seed", str(s["seed"]), "--at-eps", str(s["at_eps"]), "--at-step", str(s["at_step"]),
+                    "--at-steps", str(s["at_steps"]), "--data", str(mnist_folder()), "--out", str(folder),
+                    "--no-progress"], check=True)
+    return TwoLayerNet.load(path)
+
+
+def named_net(name: str, allow_train: bool = True, verbose: bool = True) -> TwoLayerNet | None:
+    """One of ``NETS`` (None when it is not cached and may not or cannot be trained)."""
+    if name == "nt":
+        return benchmark_net(allow_train=allow_train, verbose=verbose)
+    if name == "at":
+        return at_net(allow_train=allow_train, verbose=verbose)
+    if name == "sdp-nn":
+        from sdpcert.model import load_pretrained
+
+        return load_pretrained("sdp-nn")
+    raise ValueError(f"unknown benchmark net {name!r} (one of {', '.join(NETS)})")
+
+
 def random_net(hidden: int = SETTINGS["hidden"], d: int = 784, k: int = 10, seed: int = 0) -> TwoLayerNet:
     """A random net of MNIST shape (PyTorch's default init scale), for when no trained net is cached."""
     rng = np.random.default_rng(seed)
@@ -98,9 +151,9 @@ def random_net(hidden: int = SETTINGS["hidden"], d: int = 784, k: int = 10, seed
     return TwoLayerNet(W, np.zeros(hidden), V, np.zeros(k))
 
 
-def net_for_asv(hidden: int = SETTINGS["hidden"]) -> tuple[TwoLayerNet, str]:
-    """The cached trained net (first ``hidden`` units) if present, else a random net; never trains."""
-    net = benchmark_net(allow_train=False)
+def net_for_asv(hidden: int = SETTINGS["hidden"], name: str = "nt") -> tuple[TwoLayerNet, str]:
+    """The benchmark net ``name`` (first ``hidden`` units) if cached or packaged, else a random net; never trains."""
+    net = named_net(name, allow_train=False, verbose=False)
     if net is None:
         return random_net(hidden), "random"
     return slice_net(net, hidden), "trained"

@@ -1,8 +1,14 @@
-"""sdpcert against off-the-shelf tools, measured in the same run, on the benchmark network (see _model.py).
+"""sdpcert against off-the-shelf tools, measured in the same run, on the benchmark networks (see _model.py).
 
-    python benchmarks/compare.py [--quick] [--json PATH]
+    python benchmarks/compare.py [--quick] [--nets nt,at,sdp-nn] [--json PATH]
 
-Rows (targets in brackets):
+Per net (nt: cross-entropy, at: PGD-trained, sdp-nn: the packaged SDP-NN; targets in brackets, issue 14):
+  n) all 45 pair SDPs, proven, rel. gap <= 1e-6, wall time    [<= 1 s]; sweeps, proofs, rank at exit
+     one pair, median of 5 pairs                              [<= 25 ms on nt, <= 100 ms on sdp-nn]
+     lambda_max_upper_bounds at the SDP duals, per pair       [<= 15 ms]
+     achieved GFLOP/s of the sweeps' GEMMs (their multiply-adds / the 45 pairs' wall time, a lower bound) against
+     a plain Eigen GEMM (numpy) of the same shapes, float64 and float32
+Then, on the nt net (rows as before, issue 3):
   a) one pair SDP to rel. gap <= 1e-6, proven upper bound   [<= 25 ms median, >= 500x faster than SDPA]
      vs SDPA (sdpa-python) on the same pair; both values must agree to ~1e-6 relative.
   b) all 45 pair SDPs, wall time                             [<= 1 s]
@@ -162,11 +168,88 @@ def certify_10k(net, X, y, eps):
             "clean_error": float(1 - correct.mean())}
 
 
+# --------------------------------------------------------------------------------------------------- per net
+NET_TARGETS = {"all_pairs_s": 1.0, "one_pair_ms": {"nt": 25.0, "sdp-nn": 100.0}, "lambda_ms": 15.0}
+
+
+def plain_gemm_gflops(W: np.ndarray, cols: int, dtype, seconds: float = 0.3) -> float:
+    """GFLOP/s of the two products a sweep makes (W^T Y, Y: m x cols; W U, U: d x cols) as plain numpy GEMMs."""
+    Wd = np.asarray(W, dtype=dtype)
+    rng = np.random.default_rng(0)
+    Y = rng.standard_normal((Wd.shape[0], cols)).astype(dtype)
+    U = rng.standard_normal((Wd.shape[1], cols)).astype(dtype)
+    Wd.T @ Y
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        Wd.T @ Y
+        Wd @ U
+        n += 1
+    return 4.0 * Wd.shape[0] * Wd.shape[1] * cols * n / (time.perf_counter() - t0) / 1e9
+
+
+def per_net_rows(names, reps, results, row):
+    """Rows n) for each benchmark net: the 45 pairs, one pair, lambda bounds, sweeps' GFLOP/s against plain GEMM."""
+    results["nets"] = {}
+    for name in names:
+        net = _model.named_net(name)
+        if net is None:
+            row(f"n) {name}", "skipped: not cached and no MNIST to train it")
+            continue
+        W, V = np.asarray(net.W), np.asarray(net.V)
+        pairs = _model.all_pairs(net.k)
+        print(f"n) net {name}", flush=True)
+        _core.solve_pair_sdps(W, V, pairs[:1])  # warm-up
+        out = {}
+        for threads in (0, 1):
+            med, mn, r = timed(lambda: _core.solve_pair_sdps(W, V, pairs, rel_tol=REL_TOL, threads=threads), reps)
+            gaps = (r["upper"] - r["lower"]) / r["upper"]
+            assert all(s == "converged" for s in r["status"]) and gaps.max() <= REL_TOL
+            key = "threads1" if threads == 1 else "default"
+            out[f"all_pairs_s_{key}"] = med
+            label = "threads=1" if threads == 1 else f"threads=default({_core.available_threads()})"
+            row(f"n) {name}: all {len(pairs)} pairs, {label}", f"{med:.2f} s (min {mn:.2f} s)",
+                f"<= {NET_TARGETS['all_pairs_s']:.0f} s", med <= NET_TARGETS["all_pairs_s"])
+            if threads == 0:
+                all_r, all_med = r, med
+        sw, rk, pa = all_r["sweeps"], all_r["rank"], all_r["proof_attempts"]
+        out.update(sweeps=sw.tolist(), rank=rk.tolist(), proof_attempts=pa.tolist(), max_rel_gap=float(gaps.max()))
+        row(f"   {name}: sweeps median/max, proofs per pair, rank at exit median/max",
+            f"{np.median(sw):.0f}/{sw.max()}, {pa.sum() / len(pairs):.2f}, {np.median(rk):.0f}/{rk.max()}")
+        # The sweeps' GEMM work: 4 m d r multiply-adds... (2 flops each) per sweep and pair, at the exit rank (an
+        # upper bound on r for the early sweeps: the rate below is then an upper bound on that part and a lower bound
+        # overall, since the wall time also holds the proofs).
+        flops = float(np.sum(4.0 * net.m * net.d * sw * rk))
+        achieved = flops / all_med / 1e9
+        cols = int(8 * np.median(rk))  # a batched group of 8 pairs
+        g64, g32 = plain_gemm_gflops(W, cols, np.float64), plain_gemm_gflops(W, cols, np.float32)
+        out.update(sweep_gflops=achieved, gemm_gflops_f64=g64, gemm_gflops_f32=g32)
+        row(f"   {name}: sweeps' GFLOP/s (45 pairs, threads=default) vs plain GEMM same shapes (x{cols} cols)",
+            f"{achieved:.1f} vs numpy f64 {g64:.1f} / f32 {g32:.1f} GFLOP/s ({achieved / g64:.2f}x f64)")
+        per_pair = []
+        for pr in pairs[:: 9][:5]:
+            m1, _, r1 = timed(lambda: _core.solve_pair_sdps(W, V, pr[None], rel_tol=REL_TOL, threads=0), reps)
+            assert r1["status"][0] == "converged"
+            per_pair.append(m1)
+        one = float(np.median(per_pair))
+        out["one_pair_s"] = one
+        target = NET_TARGETS["one_pair_ms"].get(name)
+        row(f"   {name}: one pair, threads=default, median of 5 pairs", f"{1e3 * one:.1f} ms",
+            f"<= {target:.0f} ms" if target else "", None if target is None else 1e3 * one <= target)
+        med, _, _ = timed(lambda: _core.lambda_max_upper_bounds(W, V, pairs, all_r["dual"], threads=1), reps)
+        lam_ms = 1e3 * med / len(pairs)
+        out["lambda_ms_per_pair_threads1"] = lam_ms
+        row(f"   {name}: lambda_max_upper_bounds at the SDP duals, threads=1", f"{lam_ms:.1f} ms/pair",
+            f"<= {NET_TARGETS['lambda_ms']:.0f} ms", lam_ms <= NET_TARGETS["lambda_ms"])
+        results["nets"][name] = out
+
+
 # --------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats; SDPA on a 100x200 slice only")
     ap.add_argument("--json", type=Path, help="also write the results here as JSON")
+    ap.add_argument("--nets", default=",".join(_model.NETS),
+                    help=f"comma-separated benchmark nets for the per-net rows (default {','.join(_model.NETS)})")
     args = ap.parse_args(argv)
     quick = args.quick
     reps = 1 if quick else 3
@@ -184,6 +267,7 @@ def main(argv=None) -> int:
         results["net"] = "random 784-500-10"
     else:
         results["net"] = f"trained {_model.cache_path().name}"
+    per_net_rows(args.nets.split(","), reps, results, row)
     W, V = net.W, net.V
     pairs = _model.all_pairs(net.k)
     D = 1 + net.m + net.d

@@ -355,3 +355,41 @@ def test_threads_identical_for_lambda_bounds():
     b = core.lambda_max_upper_bounds(W, V, pairs, cs, threads=2)
     for key in ("lambda_bound", "dual_bound"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+# ------------------------------------------------------------------------------------------------ issue 14: options
+@pytest.mark.parametrize("anderson,proof_schedule", [(0, False), (0, True), (5, False), (5, True), (12, True)])
+def test_acceleration_options_change_the_path_not_the_answer(anderson, proof_schedule):
+    """Anderson acceleration and the proof schedule (sdp_solver.hpp) only change which factors the sweeps visit and
+    when proofs are tried: every setting must bracket the same value (rank 1 start: the rank grows, which is when
+    Anderson steps are taken) and return a dual that certifies its upper bound."""
+    rng = np.random.default_rng(14)
+    m, d = 30, 40
+    W, V = rng.normal(size=(m, d)), rng.normal(size=(3, m))
+    pairs = np.array([[0, 1], [1, 2], [2, 0]])
+    ref = core.solve_pair_sdps(W, V, pairs, rel_tol=1e-9, anderson=0, proof_schedule=False)
+    for rank in (1, 8):
+        res = core.solve_pair_sdps(W, V, pairs, rel_tol=1e-7, rank=rank, anderson=anderson,
+                                   proof_schedule=proof_schedule)
+        assert res["status"] == ["converged"] * 3
+        for p in range(3):
+            assert_brackets(res["lower"][p], res["upper"][p], ref["lower"][p], 1e-6)
+        lam = core.lambda_max_upper_bounds(W, V, pairs, res["dual"])
+        assert (lam["dual_bound"] >= ref["lower"] * (1 - 1e-12)).all()
+
+
+def test_acceleration_deterministic_across_threads():
+    """With Anderson steps taken (ranks grow from 1), results stay identical for every thread count."""
+    W, V, pairs = _problem(seed=11, m=60, d=50, k=5)
+    one = core.solve_pair_sdps(W, V, pairs, threads=1, rank=1, anderson=5)
+    two = core.solve_pair_sdps(W, V, pairs, threads=2, rank=1, anderson=5)
+    for key in ALL_KEYS:
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+    assert one["status"] == two["status"]
+
+
+@pytest.mark.parametrize("bad", [-1, 65])
+def test_anderson_option_validated(bad):
+    W, V, pairs = _problem()
+    with pytest.raises(ValueError):
+        core.solve_pair_sdps(W, V, pairs, anderson=bad)

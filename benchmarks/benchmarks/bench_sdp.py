@@ -1,7 +1,9 @@
 """asv benchmarks of sdpcert's numerical core, each timed method also checking its answer.
 
-The network is the cached trained MNIST net of ``benchmarks/_model.py`` (first ``hidden`` units) when
-``python benchmarks/compare.py`` has trained it once; otherwise a random net of the same shape (asv never trains).
+The networks are those of ``benchmarks/_model.py`` (first ``hidden`` units): ``nt`` (cross-entropy) and ``at``
+(PGD-trained) when ``python benchmarks/compare.py`` has trained and cached them once, otherwise a random net of the
+same shape (asv never trains); ``sdp-nn`` is the packaged SDP-NN. The pair-SDP classes take the net as a parameter
+(issue 14: the robust nets are the slow ones).
 """
 
 from __future__ import annotations
@@ -20,34 +22,35 @@ from sdpcert import _core  # noqa: E402
 
 REL_TOL = 1e-6
 HIDDEN = [100, 500]
+NETS = list(_model.NETS)
 NINE = np.array([(0, j) for j in range(1, 10)], dtype=np.int64)
 
 
-def _net(hidden):
-    return _model.net_for_asv(hidden)[0]
+def _net(hidden, name="nt"):
+    return _model.net_for_asv(hidden, name)[0]
 
 
 class PairSDP:
     """One pair SDP to relative gap <= 1e-6: sdpcert (proven upper bound) vs SDPA (interior point)."""
 
-    params = (HIDDEN, ["sdpcert", "sdpa"])
-    param_names = ["hidden", "solver"]
+    params = (HIDDEN, ["sdpcert", "sdpa"], NETS)
+    param_names = ["hidden", "solver", "net"]
     number = 1
     repeat = (1, 5, 30.0)
     warmup_time = 0
     timeout = 180
 
-    def setup(self, hidden, solver):
-        if solver == "sdpa" and hidden > 100:
+    def setup(self, hidden, solver, net):
+        if solver == "sdpa" and (hidden > 100 or net != "nt"):
             raise NotImplementedError("SDPA takes 15-40 s at D = 1285; compare.py measures it once")
-        net = _net(hidden)
+        net = _net(hidden, net)
         self.W, self.V = net.W, net.V
         self.pair = np.array([[0, 1]], dtype=np.int64)
         if solver == "sdpa":
             ref = _core.solve_pair_sdps(self.W, self.V, self.pair, rel_tol=1e-8)
             self.ref = float(ref["upper"][0])
 
-    def time_solve_pair(self, hidden, solver):
+    def time_solve_pair(self, hidden, solver, net):
         if solver == "sdpcert":
             r = _core.solve_pair_sdps(self.W, self.V, self.pair, rel_tol=REL_TOL, threads=1)
             assert r["status"][0] == "converged"
@@ -60,19 +63,19 @@ class PairSDP:
 class AllPairs:
     """The 45 pair SDPs of a 10-class net (OpenMP across pairs with threads=0)."""
 
-    params = (HIDDEN, [1, 0])
-    param_names = ["hidden", "threads"]
+    params = (HIDDEN, [1, 0], NETS)
+    param_names = ["hidden", "threads", "net"]
     number = 1
     repeat = (1, 3, 60.0)
     warmup_time = 0
     timeout = 300
 
-    def setup(self, hidden, threads):
-        net = _net(hidden)
+    def setup(self, hidden, threads, net):
+        net = _net(hidden, net)
         self.W, self.V = net.W, net.V
         self.pairs = _model.all_pairs(net.k)
 
-    def time_all_pairs(self, hidden, threads):
+    def time_all_pairs(self, hidden, threads, net):
         r = _core.solve_pair_sdps(self.W, self.V, self.pairs, rel_tol=REL_TOL, threads=threads)
         assert all(s == "converged" for s in r["status"])
         assert np.all(r["upper"] - r["lower"] <= REL_TOL * r["upper"])
@@ -142,6 +145,27 @@ class LambdaMaxUpperBounds:
         # a proven bound on S_ij from c must lie above the primal value and, at the solver's c, near its own bound
         assert np.all(r["dual_bound"] >= d["lower"])
         assert np.all(r["dual_bound"] <= d["upper"] * (1 + 1e-6))
+
+
+class LambdaMaxUpperBoundsAllPairs:
+    """Proven lambda_max bounds for all 45 pairs at their SDP duals, per net (issue 14: <= 15 ms per pair)."""
+
+    params = NETS
+    param_names = ["net"]
+    number = 1
+    repeat = (1, 3, 60.0)
+    timeout = 300
+
+    def setup(self, net):
+        n = _net(500, net)
+        self.W, self.V = np.asarray(n.W), np.asarray(n.V)
+        self.pairs = _model.all_pairs(n.k)
+        r = _core.solve_pair_sdps(self.W, self.V, self.pairs, rel_tol=REL_TOL)
+        self.dual, self.lower = r["dual"], r["lower"]
+
+    def time_lambda_max_upper_bounds_45(self, net):
+        r = _core.lambda_max_upper_bounds(self.W, self.V, self.pairs, self.dual, threads=1)
+        assert np.all(r["dual_bound"] >= self.lower)
 
 
 class Certify:

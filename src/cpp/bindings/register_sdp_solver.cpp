@@ -17,13 +17,15 @@ namespace {
 
 py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const py::array& pairs_in, double rel_tol, int max_sweeps,
                             int rank, uint64_t seed, std::optional<std::vector<Mat>> warm, int threads,
-                            bool return_factors, double relaxation) {
+                            bool return_factors, double relaxation, int anderson,
+                            bool proof_schedule) {
   require_network(W, V);
   const Pairs pairs = to_pairs(pairs_in, V.rows());
   require(rel_tol > 0 && std::isfinite(rel_tol), "rel_tol must be positive and finite");
   require(max_sweeps >= 1, "max_sweeps must be >= 1");
   require(rank >= 1, "rank must be >= 1");
   require(relaxation > 0 && relaxation < 2, "relaxation must lie in (0, 2)");
+  require(anderson >= 0 && anderson <= 64, "anderson must lie in 0..64");
   const Index P = pairs.rows(), D = pair_dim(W.rows(), W.cols());
   if (warm) {
     require(static_cast<Index>(warm->size()) == P, "warm must hold one factor per pair");
@@ -36,6 +38,8 @@ py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const py::array& pair
   opt.max_sweeps = max_sweeps;
   opt.rank = rank;
   opt.relaxation = relaxation;
+  opt.anderson = anderson;
+  opt.proof_schedule = proof_schedule;
   opt.seed = seed;
   PairSdpResults r;
   {
@@ -68,7 +72,7 @@ void register_sdp_solver(py::module_& m) {
   m.def("solve_pair_sdps", &solve_pair_sdps_py, py::arg("W"), py::arg("V"), py::arg("pairs"),
         py::arg("rel_tol") = 1e-6, py::arg("max_sweeps") = 3000, py::arg("rank") = 8, py::arg("seed") = 0,
         py::arg("warm") = py::none(), py::arg("threads") = 0, py::arg("return_factors") = false,
-        py::arg("relaxation") = 1.8,
+        py::arg("relaxation") = 1.8, py::arg("anderson") = 5, py::arg("proof_schedule") = true,
         "Pair SDP values S_ij for pairs (P x 2): dict(lower, upper (proven), dual (P x D certified c), sweeps, rank, "
         "proof_attempts, seconds, status[, factors]). OpenMP across pairs; deterministic.");
 }

@@ -112,10 +112,15 @@ def solve_pair_sdps(
     threads: int = 0,
     return_factors: bool = False,
     relaxation: float = 1.8,
+    anderson: int = 5,
+    proof_schedule: bool = True,
 ) -> PairSdpDict:
     """Pair SDP values: lower, upper (proven), dual (P, D), lambda_bound, sweeps, rank, proof_attempts, seconds,
-    status[, factors]. W and each V_i - V_j are balanced by exact powers of two for the solve (subnormal-scale and
-    huge weights solve like ordinary ones) and the results scaled back, proven bounds rounded up; an upper bound
-    beyond the double range is +inf with status 'not_certified' and a NaN dual row. When the calling thread flushes
+    status[, factors]. anderson: memory of the Anderson acceleration of the sweeps on hard pairs (those whose rank
+    grew, or past 60 sweeps; 0: off); proof_schedule: after a failed proof, prove again as soon as the proxy gap
+    predicts success. Both change only the solver's path, never what the bounds mean. W and each V_i - V_j are
+    balanced by exact powers of two for the solve (subnormal-scale and huge weights solve like ordinary ones) and
+    the results scaled back, proven bounds rounded up; an upper bound beyond the double range is +inf with status
+    'not_certified' and a NaN dual row. When the calling thread flushes
     subnormals to zero (e.g. after torch.set_flush_denormal(True)) nothing is solved: every pair is 'not_certified'
     with lower 0 and upper +inf."""

@@ -13,6 +13,10 @@
 // If the proven bound stays far from the primal once the primal has stalled, the rank was too small for this
 // instance: the rank is doubled (a rank-deficient local optimum of the factorised problem is global, so growing the
 // rank is what removes a spurious stall).
+// On the hard pairs (the rank grew, or past kAndersonAfter sweeps: a robust-trained net's pairs) each sweep is
+// followed by an Anderson step that mixes the last `anderson` sweeps (anderson_step); after a failed proof, the next
+// one is tried as soon as the proxy gap has fallen as far as the last proven gap says it must (prove()). Neither
+// changes what the numbers mean: every factor is feasible and every upper bound goes through the proof.
 // Entry points: solve_pair_sdps (many pairs of one network: balancing, grouped batched solves, mapping back) and
 // solve_pair_sdp (one pair, as given); PairSolver and solve_pairs are the machinery under them.
 #pragma once
@@ -49,6 +53,8 @@ struct SdpOptions {
   int check_every = 10;    // sweeps between convergence checks
   double relaxation = 1.8; // over-relaxation of each block update (1: plain block-coordinate ascent)
   bool float32_start = true;  // first sweeps with float32 GEMMs (2x their speed) until the proxy gap is < 1e-7
+  int anderson = 5;        // Anderson acceleration of the sweeps: memory (past sweeps mixed); 0: plain sweeps
+  bool proof_schedule = true;  // after a failed proof, prove again as soon as the proxy gap predicts success
   uint64_t seed = 0;
 };
 
@@ -68,8 +74,25 @@ struct SdpResult {
 
 namespace detail {
 
-inline void normalise_rows(Mat& X, const Mat& fallback) {
+template <class Fallback>
+inline void normalise_rows(Mat& X, const Fallback& fallback) {
+  // Column by column (X is column-major): the squared row norms, then one scaling pass; both vectorise, where a
+  // row at a time strides across r cache lines. Rows whose norm is 0, tiny (its square underflows) or non-finite
+  // take the careful per-row path.
+  Vec n2 = X.col(0).array().square().matrix();
+  for (Index j = 1; j < X.cols(); ++j) n2.array() += X.col(j).array().square();
+  Vec inv(X.rows());
+  bool careful = false;
   for (Index i = 0; i < X.rows(); ++i) {
+    const double q = n2(i);
+    if (q > 1e-280 && q < 1e280) inv(i) = 1.0 / std::sqrt(q);
+    else { inv(i) = 1.0; careful = true; }
+  }
+  for (Index j = 0; j < X.cols(); ++j) X.col(j).array() *= inv.array();
+  if (!careful) return;
+  for (Index i = 0; i < X.rows(); ++i) {
+    const double q = n2(i);
+    if (q > 1e-280 && q < 1e280) continue;
     const double n = X.row(i).norm();
     if (n > 0 && std::isfinite(n)) X.row(i) /= n;
     else X.row(i) = fallback.row(i);  // a zero row of B: any unit row is optimal, keep the old one
@@ -83,6 +106,10 @@ inline void normalise_rows(Mat& X, const Mat& fallback) {
 // the per-pair work between the GEMMs is O((m + d) r).
 constexpr double kFullColumnRatio = 1e-2;  // see PairSolver::factor_uses_every_column
 constexpr int kRankCheckSweeps = 20;
+constexpr int kAndersonAfter = 60;
+// Anderson steps stop for good after this many float64 sweeps whose primal value dropped (an extrapolation that
+// hurt): measured on a factor warm-started from another pair, where the steps kept the gap at 2e-3 for 1000 sweeps.
+constexpr int kAndersonMaxDrops = 3;
 
 class PairSolver {
  public:
@@ -109,6 +136,9 @@ class PairSolver {
       return;
     }
     if (warm != nullptr && warm->rows() == D_ && warm->cols() >= 1 && warm->allFinite()) {
+      // No Anderson steps from a warm start: measured on factors of other pairs, they often needed more sweeps
+      // than plain ones (a warm start from the pair's own factor has little left to accelerate).
+      aa_drops_ = kAndersonMaxDrops;
       r_ = static_cast<int>(warm->cols());
       U1_ = warm->topRows(1 + m_);
       U2_ = warm->bottomRows(d_);
@@ -136,6 +166,12 @@ class PairSolver {
   // feasible factor [U1; T], so it stays a valid lower bound whatever omega is.
   template <class Block>
   void take_G(const Block& G) {
+    if (opt_.anderson > 0 && aa_drops_ < kAndersonMaxDrops &&
+        (r_ > opt_.rank || sweep_ + 1 >= kAndersonAfter)) {  // input of an Anderson step
+      x_in_.resize(D_ * r_);
+      Eigen::Map<Mat>(x_in_.data(), 1 + m_, r_) = U1_;
+      Eigen::Map<Mat>(x_in_.data() + (1 + m_) * r_, d_, r_) = U2_;
+    }
     g_norm_ = G.rowwise().norm();
     lower_ = 2.0 * g_norm_.sum();
     Mat U2_new = G;
@@ -174,8 +210,21 @@ class PairSolver {
     detail::normalise_rows(U1_new, U1_);
     relax(U1_new, U1_);
     U1_.swap(U1_new);
+    // Anderson only on the hard instances: those whose rank had to grow, or still sweeping after kAndersonAfter
+    // sweeps. On the easy ones (a cross-entropy net's pairs, ~50 sweeps at the initial rank) its memory traffic
+    // cost more than the sweeps it saved (measured).
+    if (opt_.anderson > 0 && aa_drops_ < kAndersonMaxDrops && (r_ > opt_.rank || sweep_ >= kAndersonAfter))
+      anderson_step();
     const bool last = sweep_ >= opt_.max_sweeps;
-    if (!(sweep_ % opt_.check_every == 0 || last)) return false;
+    if (!(sweep_ % opt_.check_every == 0 || last)) {
+      // Between checks, only a scheduled proof (see prove()): its proxy-gap target costs one sum per sweep.
+      if (low_precision_ || !(target_proxy_ > 0.0) || sweep_ < last_proof_sweep_ + 2) return false;
+      const double sum_c = c_.sum();
+      const double proxy = std::abs(sum_c - lower_) / std::max(std::abs(sum_c), 1e-300);
+      if (!(proxy <= target_proxy_)) return false;
+      proxy_gap_ = proxy;
+      return true;
+    }
     if (low_precision_) {
       // The float32 phase only gets the factor close; no proof from its c (its rounding noise, ~1e-7 relative,
       // is above what a 1e-6 gap allows in lambda). Switch to float64 once the proxy gap reaches that noise.
@@ -189,8 +238,10 @@ class PairSolver {
           if (!last) return false;
         }
       }
-      if (proxy <= 2e-8 || sweep_ >= opt_.max_sweeps / 2 || (lower_ - prev_check_lower_) <= 1e-7 * std::abs(lower_))
+      if (proxy <= 2e-8 || sweep_ >= opt_.max_sweeps / 2 || (lower_ - prev_check_lower_) <= 1e-7 * std::abs(lower_)) {
         low_precision_ = false;
+        aa_count_ = 0;  // float32 sweeps are a different map: start the Anderson history afresh
+      }
       prev_check_lower_ = lower_;
       if (!last) return false;
     }
@@ -199,6 +250,7 @@ class PairSolver {
     stalled_ = (lower_ - prev_check_lower_) <= 1e-3 * opt_.rel_tol * std::abs(lower_);
     prev_check_lower_ = lower_;
     // The proxy gap underestimates the true gap by ~1e4 on MNIST-sized pairs (measured), hence the 1e-4.
+    if (target_proxy_ > 0.0 && proxy_gap_ <= target_proxy_ && sweep_ >= last_proof_sweep_ + 2) return true;
     return last || ((proxy_gap_ <= 1e-4 * opt_.rel_tol || stalled_) && sweep_ >= next_proof_sweep_);
   }
 
@@ -217,6 +269,7 @@ class PairSolver {
     // (Lanczos on the Schur complement) only on the last sweep or when the primal has stalled, where its result
     // decides between stopping and growing the rank.
     const bool full = sweep_ >= opt_.max_sweeps || (stalled_ && proxy_gap_ <= 1e-4 * opt_.rel_tol);
+    last_proof_sweep_ = sweep_;
     const double hint = 0.9 * budget / static_cast<double>(1 + m_);
     LambdaBound lb =
         lambda_max_upper_bound(W_, Vi_, Vj_, c_, std::numeric_limits<double>::quiet_NaN(), hint, !full, threads,
@@ -239,10 +292,22 @@ class PairSolver {
       return;
     }
     next_proof_sweep_ = sweep_ + std::max(opt_.check_every, sweep_ / 4);
+    if (opt_.proof_schedule) {
+      // Near the optimum the proxy gap |sum c - lower| / sum c falls like the square of the factor's distance to it,
+      // the proven gap like the distance: to cut the proven gap g to 0.7 of the budget, the proxy must fall by
+      // (0.7 budget / g)^2. Unproven (no g): by 100. The fixed schedule above stays as the fallback.
+      const double g = (res_.upper - best_lower_) / std::max(std::abs(c_.sum()), 1e-300);
+      const double ratio = std::isfinite(g) && g > 0 ? std::pow(0.7 * opt_.rel_tol / g, 2) : 1e-2;
+      target_proxy_ = proxy_gap_ * std::min(0.5, ratio);
+    }
     const double excess = lb.certified ? static_cast<double>(D_) * lb.bound : std::numeric_limits<double>::infinity();
     if (stalled_ && proxy_gap_ <= 1e-4 * opt_.rel_tol && excess > 100.0 * budget && r_ < max_rank_) {
       grow_rank();  // rank-deficient stall
       next_proof_sweep_ = sweep_ + opt_.check_every;
+      // Anderson steps converge to any fixed point of the sweeps, saddles included, where plain sweeps are pushed
+      // away from them: after a stall far from the optimum, plain sweeps only (measured: a factor warm-started from
+      // another pair stalled at a 2e-3 gap with them while plain sweeps converged).
+      aa_drops_ = kAndersonMaxDrops;
     }
   }
 
@@ -273,6 +338,8 @@ class PairSolver {
     U1_.swap(U1g);
     U2_.swap(U2g);
     r_ = r_new;
+    aa_count_ = 0;
+    target_proxy_ = 0.0;  // a new factor: the old proxy-to-gap relation no longer holds
   }
 
   void finish() {
@@ -291,6 +358,84 @@ class PairSolver {
   const SdpResult& result() const { return res_; }
 
  private:
+  // Anderson acceleration (type II) of the sweep map F: x -> x' on the stacked factor x = [U1; U2]. With the last
+  // `anderson` differences of outputs dG and of residuals dF (f = F(x) - x), the next factor is
+  // F(x) - dG gamma, gamma = argmin ||f - dF gamma|| (normal equations, slightly regularised), rows renormalised.
+  // Any unit-row factor is feasible, so this only changes the path, never what the bounds mean (the primal value is
+  // always that of a feasible factor, the dual c goes through the proof). If the primal value drops, the history is
+  // dropped (a bad extrapolation); the history restarts after a rank change and after the float32 phase.
+  void anderson_step() {
+    const Index n = D_ * r_, n1 = (1 + m_) * r_;
+    const int mem = opt_.anderson;
+    if (x_in_.size() != n) return;
+    const bool dropped = aa_count_ > 0 && lower_ < aa_prev_lower_ - 1e-9 * std::abs(aa_prev_lower_);
+    aa_prev_lower_ = lower_;
+    if (dropped && !low_precision_ && ++aa_drops_ >= kAndersonMaxDrops) return;  // not helping here: plain sweeps
+    if (dropped || aa_dG_.rows() != n || aa_dG_.cols() != mem) {
+      aa_count_ = 0;
+      if (aa_dG_.rows() != n || aa_dG_.cols() != mem) {
+        aa_dG_.resize(n, mem);
+        aa_dF_.resize(n, mem);
+        aa_gram_.resize(mem, mem);
+        aa_g_.resize(n);
+        aa_f_.resize(n);
+        aa_rhs_.resize(mem);
+      }
+    }
+    // g = F(x) = [U1; U2] now, f = g - x. One fused pass writes the new differences into the ring buffers'
+    // slot (dG = g - g_prev, dF = f - f_prev) and keeps g, f for the next sweep; the Gram column of the new dF and
+    // the right-hand side dF^T f then take one pass over the stored dF (workspace reused, nothing allocated).
+    const double* u1 = U1_.data();
+    const double* u2 = U2_.data();
+    const double* xin = x_in_.data();
+    double* gp = aa_g_.data();
+    double* fp = aa_f_.data();
+    const int k = std::min(aa_count_, mem);  // stored differences after this sweep
+    if (aa_count_ == 0) {
+      for (Index i = 0; i < n1; ++i) gp[i] = u1[i];
+      for (Index i = n1; i < n; ++i) gp[i] = u2[i - n1];
+      for (Index i = 0; i < n; ++i) fp[i] = gp[i] - xin[i];
+      aa_count_ = 1;
+      return;
+    }
+    const int slot = (aa_count_ - 1) % mem;
+    double* dg = aa_dG_.col(slot).data();
+    double* df = aa_dF_.col(slot).data();
+    auto fuse = [&](const double* u, Index lo, Index hi) {
+      for (Index i = lo; i < hi; ++i) {
+        const double gi = u[i - lo];
+        const double fi = gi - xin[i];
+        dg[i] = gi - gp[i];
+        df[i] = fi - fp[i];
+        gp[i] = gi;
+        fp[i] = fi;
+      }
+    };
+    fuse(u1, 0, n1);
+    fuse(u2, n1, n);
+    const auto dfs = aa_dF_.col(slot);
+    for (int i = 0; i < k; ++i) {
+      const auto col = aa_dF_.col(i);
+      aa_gram_(i, slot) = aa_gram_(slot, i) = col.dot(dfs);
+      aa_rhs_(i) = col.dot(aa_f_);
+    }
+    aa_count_ += 1;
+    Mat A = aa_gram_.topLeftCorner(k, k);
+    A.diagonal().array() += 1e-10 * A.trace() / k + 1e-300;
+    const Vec gamma = A.ldlt().solve(aa_rhs_.head(k));
+    if (!gamma.allFinite()) {
+      aa_count_ = 0;
+      return;
+    }
+    // U <- g - dG gamma (U holds g), rows renormalised; a row that vanished keeps g's row.
+    for (int i = 0; i < k; ++i) {
+      U1_.reshaped() -= gamma(i) * aa_dG_.col(i).head(n1);
+      U2_.reshaped() -= gamma(i) * aa_dG_.col(i).tail(n - n1);
+    }
+    detail::normalise_rows(U1_, Eigen::Map<const Mat>(gp, 1 + m_, r_));
+    detail::normalise_rows(U2_, Eigen::Map<const Mat>(gp + n1, d_, r_));
+  }
+
   // target <- rownormalise(old + omega (target - old)); target rows are unit, so the result is never zero.
   void relax(Mat& target, const Mat& old) const {
     if (opt_.relaxation == 1.0) return;
@@ -322,6 +467,14 @@ class PairSolver {
   double proxy_gap_ = 1.0;
   bool stalled_ = false, done_ = false, low_precision_ = false;
   int sweep_ = 0, next_proof_sweep_ = 0, next_rank_check_ = kRankCheckSweeps;
+  Vec x_in_, aa_g_, aa_f_;   // Anderson: this sweep's input, last output and residual
+  Mat aa_dG_, aa_dF_;        // Anderson: ring buffers of output and residual differences
+  Mat aa_gram_;              // Anderson: dF^T dF
+  Vec aa_rhs_;               // Anderson: dF^T f
+  int aa_count_ = 0, aa_drops_ = 0;
+  double aa_prev_lower_ = 0.0;
+  double target_proxy_ = 0.0;  // proof_schedule: prove when the proxy gap is below this (0: no target yet)
+  int last_proof_sweep_ = -1000;
   SdpResult res_;
 };
 
