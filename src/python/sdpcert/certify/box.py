@@ -27,14 +27,15 @@ float-spacing of the exact value, so one step up makes rho >= max(u - c, c - l) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
 from ..model.network import TwoLayerNet
 from .rounding import TINY, gamma, round_up
 
-__all__ = ["Domain", "Region", "input_bounds", "example_region", "PreactivationBounds", "preactivation_bounds"]
+__all__ = ["Domain", "Region", "input_bounds", "example_region", "PreactivationBounds", "preactivation_bounds",
+           "blockwise_bounds", "worst_of"]
 
 #: An input domain as checked by ``_checks.check_input_domain``: None (the whole ball) or (lo, hi), (d,) arrays.
 Domain = Optional[tuple[np.ndarray, np.ndarray]]
@@ -141,3 +142,20 @@ def preactivation_bounds(net: TwoLayerNet, region: Region) -> PreactivationBound
     lo = np.nextafter((z_hat - ez - r_up) - slack, -np.inf)
     hi = np.nextafter((z_hat + ez + r_up) + slack, np.inf)
     return PreactivationBounds(lo, hi, z_hat, ez, r_up)
+
+
+def blockwise_bounds(net: TwoLayerNet, region: Region, y: np.ndarray,
+                     block: Callable[[TwoLayerNet, Region, np.ndarray], np.ndarray], chunk: int = 256) -> np.ndarray:
+    """(N, k) per-example bounds of a per-example method: ``block(net, region_rows, y_rows)`` on ``chunk`` examples at
+    a time, so its (chunk, k, m) temporaries stay a few MB whatever N is."""
+    out = np.empty((len(y), net.k))
+    for lo in range(0, len(y), chunk):
+        rows = slice(lo, lo + chunk)
+        out[rows] = block(net, region.rows(rows), y[rows])
+    return out
+
+
+def worst_of(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(worst, worst_class)``: per example the largest bound over the classes (the column of the label is -inf)."""
+    worst_class = np.argmax(bounds, axis=1).astype(np.int64) if bounds.size else np.zeros(0, dtype=np.int64)
+    return bounds[np.arange(len(bounds)), worst_class], worst_class

@@ -42,7 +42,7 @@ import numpy as np
 from .._checks import check_data, check_eps, check_in_domain, check_input_domain
 from ..errors import SdpcertError
 from ..model.network import TwoLayerNet
-from .box import Region, example_region, preactivation_bounds
+from .box import Region, blockwise_bounds, example_region, preactivation_bounds, worst_of
 from .rounding import TINY, UNIT_ROUNDOFF, check_gradual_underflow, gamma, round_up
 
 __all__ = ["lp_worst_margins", "lp_margin_bounds", "lp_region_margins"]
@@ -70,11 +70,7 @@ def lp_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float, input_domain:
     check_in_domain(X, domain)
     check_gradual_underflow()
     region = example_region(X, eps, domain)
-    out = np.empty((len(y), net.k))
-    for lo in range(0, len(y), _CHUNK):
-        rows = slice(lo, lo + _CHUNK)
-        out[rows] = _rigorous_block(net, region.rows(rows), y[rows])
-    return out
+    return blockwise_bounds(net, region, y, _rigorous_block, _CHUNK)
 
 
 def lp_worst_margins(net: TwoLayerNet, X: Any, y: Any, eps: float, return_class: bool = False,
@@ -83,20 +79,14 @@ def lp_worst_margins(net: TwoLayerNet, X: Any, y: Any, eps: float, return_class:
     certified iff < 0); with ``return_class=True`` also the maximising j per example. ``input_domain``: as in
     ``lp_margin_bounds``."""
     bounds = lp_margin_bounds(net, X, y, eps, input_domain)
-    worst_class = np.argmax(bounds, axis=1).astype(np.int64) if bounds.size else np.zeros(0, dtype=np.int64)
-    worst = bounds[np.arange(len(bounds)), worst_class]
+    worst, worst_class = worst_of(bounds)
     return (worst, worst_class) if return_class else worst
 
 
 def lp_region_margins(net: TwoLayerNet, region: Region, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(worst, worst_class)`` for checked y and the regions of box.py (the per-example entry point of the
     certifier; no argument checks)."""
-    bounds = np.empty((len(y), net.k))
-    for lo in range(0, len(y), _CHUNK):
-        rows = slice(lo, lo + _CHUNK)
-        bounds[rows] = _rigorous_block(net, region.rows(rows), y[rows])
-    worst_class = np.argmax(bounds, axis=1).astype(np.int64) if bounds.size else np.zeros(0, dtype=np.int64)
-    return bounds[np.arange(len(bounds)), worst_class], worst_class
+    return worst_of(blockwise_bounds(net, region, y, _rigorous_block, _CHUNK))
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow is handled: step (5)
