@@ -255,16 +255,21 @@ class DualCertificateRegularizer(torch.nn.Module):
         place before the result is used."""
         return self._submit(W.device, self.value_and_grads, W, V, pairs_subset)
 
+    def _prepare(self, W: torch.Tensor, V: torch.Tensor, pairs_subset: Any,
+                 eigenpairs: Any) -> tuple[np.ndarray, Any, int]:
+        """(rows of the chosen pairs, eigenpairs or None, the caller's torch thread count), weights checked."""
+        self._check_weights(W, V)
+        rows = np.arange(self.num_pairs) if pairs_subset is None else self.rows_for(pairs_subset)
+        if isinstance(eigenpairs, concurrent.futures.Future):
+            eigenpairs = eigenpairs.result()  # taken here: restores torch's threads if solve_async held them
+        return rows, eigenpairs, torch.get_num_threads()
+
     def per_pair(self, W: torch.Tensor, V: torch.Tensor, pairs_subset: Any = None,
                  eigenpairs: Any = None) -> tuple[torch.Tensor, np.ndarray]:
         """(values (Q,), rows (Q,)) of the unweighted penalty for the chosen pairs (all owned pairs by default).
 
         eigenpairs: an :class:`Eigenpairs` or the future from :meth:`solve_async` for the same pairs."""
-        self._check_weights(W, V)
-        rows = np.arange(self.num_pairs) if pairs_subset is None else self.rows_for(pairs_subset)
-        if isinstance(eigenpairs, concurrent.futures.Future):
-            eigenpairs = eigenpairs.result()  # taken here: restores torch's threads if solve_async held them
-        caller_threads = torch.get_num_threads()
+        rows, eigenpairs, caller_threads = self._prepare(W, V, pairs_subset, eigenpairs)
         with single_torch_thread(W.device.type == "cpu"):
             return self._per_pair(W, V, rows, eigenpairs, caller_threads)
 
@@ -284,11 +289,7 @@ class DualCertificateRegularizer(torch.nn.Module):
         """``weight * sum_p w_p penalty_p`` over the chosen pairs (all owned pairs by default), differentiable
         w.r.t. W, V and c; the value of ``(w * per_pair(...)[0]).sum() * weight`` as one autograd node whose
         backward runs on one torch thread. eigenpairs: as for :meth:`per_pair`."""
-        self._check_weights(W, V)
-        rows = np.arange(self.num_pairs) if pairs_subset is None else self.rows_for(pairs_subset)
-        if isinstance(eigenpairs, concurrent.futures.Future):
-            eigenpairs = eigenpairs.result()  # taken here: restores torch's threads if solve_async held them
-        caller_threads = torch.get_num_threads()
+        rows, eigenpairs, caller_threads = self._prepare(W, V, pairs_subset, eigenpairs)
         with single_torch_thread(W.device.type == "cpu"):
             pairs = self.pairs[rows]
             if eigenpairs is None:
