@@ -12,12 +12,13 @@ from importlib.metadata import PackageNotFoundError, version
 from .errors import (CoreArgumentError, DataIntegrityError, ModelFileError, NonFiniteError, SdpcertError, ShapeError,
                      UnsoundCertificateError)
 from .model import TwoLayerNet
-from .data import load_mnist, load_mnist_sample
+from .data import load_dataset, load_mnist, load_mnist_sample
 from .certify import CertificationResult, Certifier, PairBounds
 
 __all__ = [
     "TwoLayerNet",
     "load_mnist",
+    "load_dataset",
     "load_mnist_sample",
     "Certifier",
     "CertificationResult",

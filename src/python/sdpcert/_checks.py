@@ -276,6 +276,19 @@ def int_in_range(name: str, value: Any, low: int, high: int) -> int:
     return number
 
 
+def positive_float(name: str, value: Any, what: str = "positive and finite") -> float:
+    """``value`` as a float that is > 0 and finite; bools, strings and non-numbers are refused (nothing is clamped)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise SdpcertError(f"{name} must be a number; got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SdpcertError(f"{name} must be a number; got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise SdpcertError(f"{name} must be {what}; got {value!r}")
+    return number
+
+
 def check_threads(value: Any) -> int:
     """A thread count for the compiled core: an int in [0, 2^31 - 1], 0 meaning all cores."""
     return int_in_range("threads", value, 0, INT32_MAX)

@@ -38,7 +38,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from ._checks import check_data, check_eps, int_in_range, positive_int
+from ._checks import check_data, check_eps, int_in_range, positive_float, positive_int
 from .errors import SdpcertError
 from .model.network import TwoLayerNet
 
@@ -105,15 +105,7 @@ def _seed(value: Any) -> int:
 def _step_size(step_size: Any, eps: float, steps: int) -> float:
     if step_size is None:
         return 2.5 * eps / steps
-    if isinstance(step_size, (bool, np.bool_, str, bytes)):
-        raise SdpcertError(f"step_size must be a number or None; got {step_size!r}")
-    try:
-        value = float(step_size)
-    except (TypeError, ValueError):
-        raise SdpcertError(f"step_size must be a number or None; got {step_size!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise SdpcertError(f"step_size must be positive and finite; got {step_size!r}")
-    return value
+    return positive_float("step_size", step_size)  # None (the default rule) was handled above
 
 
 def _box(X: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:

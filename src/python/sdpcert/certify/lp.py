@@ -146,7 +146,7 @@ def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarr
         three non-negative inner products, each rounded up (``round_up``, products and underflow included) before
         the next product, and their sum rounded up: ``spread``. Everything else is unchanged.
     """
-    W, b, V, b2 = net.W, net.b, net.V, net.b2
+    W, V, b2 = net.W, net.V, net.b2  # b enters through the pre-activation bounds (box.py)
     n, (m, d), k = len(y), W.shape, net.k
     if n == 0:
         return np.zeros((0, k))

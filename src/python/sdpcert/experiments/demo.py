@@ -22,7 +22,6 @@ the same number of epochs the same seed gives bit-identical results.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -30,7 +29,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from .. import attacks
-from .._checks import check_eps, positive_int
+from .._checks import check_eps, positive_float, positive_int
 from ..certify import METHODS, Certifier, methods_for
 from ..data import load_mnist_sample
 from ..errors import SdpcertError
@@ -139,12 +138,7 @@ def _train(seconds: float, epochs: int, hidden: int, penalty: float, seed: int,
 
 
 def _check_args(seconds: Any, eps_list: Any, epochs: Any, hidden: Any, pgd_steps: Any) -> tuple[float, list[float]]:
-    try:
-        seconds = float(seconds)
-    except (TypeError, ValueError):
-        raise SdpcertError(f"seconds must be a number; got {seconds!r}") from None
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise SdpcertError(f"seconds must be a positive, finite training time budget; got {seconds}")
+    seconds = positive_float("seconds", seconds, "a positive, finite training time budget")
     if isinstance(eps_list, (str, bytes)) or not isinstance(eps_list, Sequence) or len(eps_list) == 0:
         raise SdpcertError(f"eps_list must be a non-empty sequence of radii; got {eps_list!r}")
     eps_values = [check_eps(e) for e in eps_list]
