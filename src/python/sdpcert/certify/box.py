@@ -27,15 +27,16 @@ float-spacing of the exact value, so one step up makes rho >= max(u - c, c - l) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
 from ..model.network import TwoLayerNet
-from .rounding import TINY, gamma, round_up
+from .._checks import check_data, check_eps, check_in_domain, check_input_domain
+from .rounding import TINY, check_gradual_underflow, gamma, round_up
 
 __all__ = ["Domain", "Region", "input_bounds", "example_region", "PreactivationBounds", "preactivation_bounds",
-           "blockwise_bounds", "worst_of"]
+           "checked_regions", "blockwise_bounds", "worst_of"]
 
 #: An input domain as checked by ``_checks.check_input_domain``: None (the whole ball) or (lo, hi), (d,) arrays.
 Domain = Optional[tuple[np.ndarray, np.ndarray]]
@@ -159,3 +160,14 @@ def worst_of(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(worst, worst_class)``: per example the largest bound over the classes (the column of the label is -inf)."""
     worst_class = np.argmax(bounds, axis=1).astype(np.int64) if bounds.size else np.zeros(0, dtype=np.int64)
     return bounds[np.arange(len(bounds)), worst_class], worst_class
+
+
+def checked_regions(net: TwoLayerNet, X: Any, y: Any, eps: Any, input_domain: Any) -> tuple[Region, np.ndarray]:
+    """(regions, labels) of a per-example method's public entry point, every argument checked once: eps, X and y
+    against the net, the input domain, X inside it, and gradual underflow (the rounding model of every bound)."""
+    eps = check_eps(eps)
+    X, y = check_data(X, y, net.d, net.k)
+    domain = check_input_domain(input_domain, net.d)
+    check_in_domain(X, domain)
+    check_gradual_underflow()
+    return example_region(X, eps, domain), y

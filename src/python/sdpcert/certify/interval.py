@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_data, check_eps, check_in_domain, check_input_domain
 from ..errors import SdpcertError
 from ..model.network import _ACTIVATION_FUNCTIONS, TwoLayerNet
-from .box import Region, blockwise_bounds, example_region, preactivation_bounds, worst_of
-from .rounding import TINY, UNIT_ROUNDOFF, check_gradual_underflow, gamma, round_up
+from .box import Region, blockwise_bounds, checked_regions, preactivation_bounds, worst_of
+from .rounding import TINY, UNIT_ROUNDOFF, gamma, round_up
 
 __all__ = ["interval_margin_bounds", "interval_worst_margins", "interval_region_margins", "hidden_bounds"]
 
@@ -106,12 +105,7 @@ def interval_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float, input_d
     ``input_domain = (lo, hi)`` when given) for every class j; column y is -inf."""
     if not isinstance(net, TwoLayerNet):
         raise SdpcertError(f"the interval bound needs a TwoLayerNet; got {type(net).__name__}")
-    eps = check_eps(eps)
-    X, y = check_data(X, y, net.d, net.k)
-    domain = check_input_domain(input_domain, net.d)
-    check_in_domain(X, domain)
-    check_gradual_underflow()
-    region = example_region(X, eps, domain)
+    region, y = checked_regions(net, X, y, eps, input_domain)
     return blockwise_bounds(net, region, y, _rigorous_block, _CHUNK)
 
 

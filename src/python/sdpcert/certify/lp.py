@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_data, check_eps, check_in_domain, check_input_domain
 from ..errors import SdpcertError
 from ..model.network import TwoLayerNet
-from .box import Region, blockwise_bounds, example_region, preactivation_bounds, worst_of
-from .rounding import TINY, UNIT_ROUNDOFF, check_gradual_underflow, gamma, round_up
+from .box import Region, blockwise_bounds, checked_regions, preactivation_bounds, worst_of
+from .rounding import TINY, UNIT_ROUNDOFF, gamma, round_up
 
 __all__ = ["lp_worst_margins", "lp_margin_bounds", "lp_region_margins"]
 
@@ -51,25 +50,19 @@ _CHUNK = 256  # examples per block in the numpy path: (chunk * k, d) float64 tem
 
 
 # ----------------------------------------------------------------------------------------------- rigorous numpy
-def _validate(net: TwoLayerNet, X: Any, y: Any, eps: Any) -> tuple[np.ndarray, np.ndarray, float]:
+def _check_net(net: TwoLayerNet) -> None:
     if not isinstance(net, TwoLayerNet):
         raise SdpcertError(f"the LP bound needs a TwoLayerNet; got {type(net).__name__}")
     if net.activation != "relu":
         raise SdpcertError(f"the LP (Wong-Kolter) bound needs a relu network; this one uses {net.activation!r}")
-    eps = check_eps(eps)
-    X, y = check_data(X, y, net.d, net.k)
-    return X, y, eps
 
 
 def lp_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float, input_domain: Any = None) -> np.ndarray:
     """(N, k) PROVEN upper bounds on ``max_{||x' - x||_inf <= eps} f_j(x') - f_y(x')`` for every class j (column y:
     -inf, the pair (y, y) is not a margin). Float64 W-K dual values plus a bound on all rounding errors.
     ``input_domain=(lo, hi)``: the maximum over the ball intersected with [lo, hi] (box.py)."""
-    X, y, eps = _validate(net, X, y, eps)
-    domain = check_input_domain(input_domain, net.d)
-    check_in_domain(X, domain)
-    check_gradual_underflow()
-    region = example_region(X, eps, domain)
+    _check_net(net)
+    region, y = checked_regions(net, X, y, eps, input_domain)
     return blockwise_bounds(net, region, y, _rigorous_block, _CHUNK)
 
 
