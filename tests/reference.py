@@ -135,23 +135,16 @@ def _interval_preactivations(net, x: np.ndarray, eps: float) -> tuple[np.ndarray
     return center - radius, center + radius
 
 
-def relu_max_margin_enum(net, x: np.ndarray, eps: float, i: int, j: int) -> tuple[float, np.ndarray]:
-    """Exact max over ‖x' − x‖∞ ≤ ε of f_i(x') − f_j(x') for a ReLU TwoLayerNet.
-
-    On the region where the activation pattern is a ∈ {0,1}^m (box ∩ {W_k x' + b_k ≥ 0 iff a_k = 1}) the margin
-    is the linear function (a∘v)ᵀ(W x' + b) + b2_i − b2_j, v = V_i − V_j; the regions cover the box, so the
-    maximum is the largest LP optimum over feasible patterns (HiGHS). Returns (value, maximiser)."""
-    if net.activation != "relu":
-        raise ValueError("relu_max_margin_enum needs a ReLU network")
+def _relu_max_margin_patterns(net, i: int, j: int, low: np.ndarray, high: np.ndarray, zl: np.ndarray,
+                               zh: np.ndarray) -> tuple[float, np.ndarray]:
+    """Max of f_i − f_j over the box [low, high] by activation patterns, one LP each; units whose pre-activation
+    interval [zl, zh] over the box fixes their state get a single pattern bit (only a speed-up: the patterns skipped
+    have empty regions up to their boundary, where both linear pieces agree)."""
     W, b = np.asarray(net.W), np.asarray(net.b)
     v = np.asarray(net.V[i] - net.V[j])
     const = float(net.b2[i] - net.b2[j])
-    m, d = W.shape
-    bounds = list(zip(x - eps, x + eps))
-    # Units whose interval bounds fix their state over the whole box have a single possible pattern bit (only a
-    # speed-up: the patterns skipped have empty regions up to their boundary, where both linear pieces agree).
-    lo, hi = _interval_preactivations(net, x, eps)
-    choices = [(1.0,) if lo[k] >= 0 else (0.0,) if hi[k] <= 0 else (0.0, 1.0) for k in range(m)]
+    bounds = list(zip(low, high))
+    choices = [(1.0,) if zl[k] >= 0 else (0.0,) if zh[k] <= 0 else (0.0, 1.0) for k in range(W.shape[0])]
     best, best_x = -np.inf, None
     for pattern in itertools.product(*choices):
         a = np.array(pattern)
@@ -169,6 +162,18 @@ def relu_max_margin_enum(net, x: np.ndarray, eps: float, i: int, j: int) -> tupl
         if val > best:
             best, best_x = val, res.x
     return best, best_x
+
+
+def relu_max_margin_enum(net, x: np.ndarray, eps: float, i: int, j: int) -> tuple[float, np.ndarray]:
+    """Exact max over ‖x' − x‖∞ ≤ ε of f_i(x') − f_j(x') for a ReLU TwoLayerNet.
+
+    On the region where the activation pattern is a ∈ {0,1}^m (box ∩ {W_k x' + b_k ≥ 0 iff a_k = 1}) the margin
+    is the linear function (a∘v)ᵀ(W x' + b) + b2_i − b2_j, v = V_i − V_j; the regions cover the box, so the
+    maximum is the largest LP optimum over feasible patterns (HiGHS). Returns (value, maximiser)."""
+    if net.activation != "relu":
+        raise ValueError("relu_max_margin_enum needs a ReLU network")
+    lo, hi = _interval_preactivations(net, x, eps)
+    return _relu_max_margin_patterns(net, i, j, x - eps, x + eps, lo, hi)
 
 
 def relu_max_margin_milp(net, x: np.ndarray, eps: float, i: int, j: int) -> tuple[float, np.ndarray]:
@@ -280,29 +285,9 @@ def relu_max_margin_enum_box(net, x: np.ndarray, eps: float, i: int, j: int, lo,
     if net.activation != "relu":
         raise ValueError("relu_max_margin_enum_box needs a ReLU network")
     W, b = np.asarray(net.W), np.asarray(net.b)
-    v = np.asarray(net.V[i] - net.V[j])
-    const = float(net.b2[i] - net.b2[j])
-    m = W.shape[0]
     low, high = ball_box_bounds(x, eps, lo, hi)
-    bounds = list(zip(low, high))
     center, radius = W @ ((low + high) / 2) + b, np.abs(W) @ ((high - low) / 2)
-    zl, zh = center - radius, center + radius
-    choices = [(1.0,) if zl[k] >= 0 else (0.0,) if zh[k] <= 0 else (0.0, 1.0) for k in range(m)]
-    best, best_x = -np.inf, None
-    for pattern in itertools.product(*choices):
-        a = np.array(pattern)
-        sign = np.where(a > 0, -1.0, 1.0)
-        w = a * v
-        res = linprog(-(W.T @ w), A_ub=sign[:, None] * W, b_ub=np.where(a > 0, b, -b), bounds=bounds,
-                      method="highs")
-        if res.status == 2:
-            continue
-        if res.status != 0:
-            raise RuntimeError(f"linprog failed on pattern {pattern}: {res.message}")
-        val = float(w @ (W @ res.x + b) + const)
-        if val > best:
-            best, best_x = val, res.x
-    return best, best_x
+    return _relu_max_margin_patterns(net, i, j, low, high, center - radius, center + radius)
 
 
 def smooth_max_margin_lower_box(net, x: np.ndarray, eps: float, i: int, j: int, lo, hi, grid: int = 41) -> float:
