@@ -30,12 +30,10 @@ def mnist_dir() -> Path:
 @pytest.fixture
 def one_torch_thread():
     """torch on one thread for the test, restored after (a fixed reduction order; faster small GEMMs here)."""
-    import torch
+    from sdpcert.training import torch_threads
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

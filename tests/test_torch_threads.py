@@ -14,15 +14,14 @@ from sdpcert import TwoLayerNet
 from sdpcert.certify import certify_with_growth, sdp_growth
 from sdpcert.errors import SdpcertError, ShapeError
 from sdpcert.torch import DualCertificateRegularizer, ThreadOversubscriptionWarning
+from sdpcert.training import torch_threads
 from sdpcert.torch.threads import ContentionMonitor, CoreReservation, ReleasingFuture, single_torch_thread
 
 
 @pytest.fixture
 def two_torch_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+    with torch_threads(2):
+        yield
 
 
 def _model(d=12, m=8, k=4, seed=0):
