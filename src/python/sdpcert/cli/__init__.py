@@ -1,5 +1,11 @@
 """Command line: ``sdpcert certify MODEL.npz --eps 0.1``, ``sdpcert attack MODEL.npz --eps 0.1``, ``sdpcert demo``,
-``sdpcert train --objective sdp`` and ``sdpcert reproduce --out DIR``.
+``sdpcert train --objective sdp``, ``sdpcert export-vnnlib MODEL --eps 0.1 --out DIR``, ``sdpcert verify
+MODEL.onnx PROP.vnnlib`` and ``sdpcert reproduce --out DIR``.
+
+Models: a ``.npz`` written by ``TwoLayerNet.save``, an ``.onnx`` graph (``TwoLayerNet.from_onnx``; the ``onnx``
+extra) or a packaged model's name. Data (``--data``): any folder of MNIST-format IDX files or an ``.npz`` with ``X``
+and ``y`` (:func:`sdpcert.data.load_dataset`), else ``$SDPCERT_MNIST_DIR`` (MNIST), else the packaged sample; the
+reports name the data set, its size and sha256, and a model whose d or k is not the data's is refused.
 
 - ``certify``: clean and certified error (SDP, spectral, Frobenius, LP bounds; on request interval bounds and
   ``best``, the per-example cascade) of a saved model; ``--input-domain 0,1`` certifies the ball intersected with
@@ -7,21 +13,27 @@
 - ``attack``: clean error and the error under FGSM / PGD / CW-l_inf attacks (lower bounds on the robust error);
   with ``--check-certificates`` also certifies the same points and checks that no attack broke a certified point.
 - ``demo``: train, certify and attack a small net on the packaged MNIST sample.
-- ``train``: train with one of the paper's objectives.
+- ``train``: train with one of the paper's objectives, on any data set (d and k follow the data).
+- ``export-vnnlib``: each example's l_inf robustness property as a VNNLIB file (VNN-COMP's form), optionally with the
+  model as ONNX.
+- ``verify``: answer one VNNLIB property (:mod:`sdpcert.vnnlib`): ``unsat`` (certified on the box), ``sat`` (a
+  counterexample, re-checked in float64) or ``unknown`` on stdout, exit code 0 for each.
 - ``reproduce``: the paper's experiments end to end (7 networks, every bound and attack, figures, report).
 
-Exit codes: 0 success; 2 bad input (a usage error, an ``SdpcertError`` such as a corrupt model or a negative eps, a
-missing or unwritable file), reported as one ``error: ...`` line on stderr without a traceback; 3 a soundness check
-failed (``demo``, ``attack --check-certificates``, ``reproduce``: a certified point was broken by an attack, an
-``UnsoundCertificateError``), also reported as an ``error: ...`` line.
+Exit codes: 0 success (``verify``: whatever the answer); 2 bad input (a usage error, an ``SdpcertError`` such as a
+corrupt model or data file, an ONNX graph or VNNLIB file outside what sdpcert reads, a model whose d or k is not the
+data's, a negative eps, a missing or unwritable file), reported as one ``error: ...`` line on stderr without a
+traceback, and nothing written; 3 a soundness check failed (``demo``, ``attack --check-certificates``,
+``reproduce``: a certified point was broken by an attack, an ``UnsoundCertificateError``), also reported as an
+``error: ...`` line.
 
 JSON reports (``--json``) are strict JSON: a number that is not finite (e.g. the upper bound of a pair SDP that
 could not be proven, +inf) is written as ``null`` and its location is listed under ``"non_finite"``.
 
 Progress bars and notes go to stderr, tables to stdout. ``parser.py`` defines the arguments, ``inputs.py`` reads
 and checks the model and data, ``commands.py`` holds one function per command, ``output.py`` the tables, bars and
-JSON; the numerical work lives in :mod:`sdpcert.certify`, :mod:`sdpcert.attacks`, :mod:`sdpcert.training` and
-:mod:`sdpcert.experiments`.
+JSON; the numerical work lives in :mod:`sdpcert.certify`, :mod:`sdpcert.attacks`, :mod:`sdpcert.training`,
+:mod:`sdpcert.vnnlib` and :mod:`sdpcert.experiments`.
 """
 
 from __future__ import annotations

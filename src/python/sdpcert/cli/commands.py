@@ -19,12 +19,13 @@ from ..certify.result import domain_summary
 from ..data import load_mnist, resolve_mnist_folder
 from ..errors import SdpcertError
 from ..experiments.soundness import soundness_entry
-from .inputs import (attack_list, attack_settings, check_limit, finite_logits, json_path as json_path_of,
-                     load_model_and_data)
+from .inputs import (attack_list, attack_settings, check_limit, data_report, data_source, finite_logits,
+                     json_path as json_path_of, load_model_and_data, load_model_arg)
 from .output import (ATTACK_NAMES, Bars, consoles, domain_text, fail_unsound, model_info, pct, print_attack_table,
                      print_errors, write_json)
 
-__all__ = ["COMMANDS", "EXIT_OK", "EXIT_INPUT", "EXIT_UNSOUND", "cmd_certify", "cmd_attack", "cmd_demo", "cmd_train", "cmd_reproduce"]
+__all__ = ["COMMANDS", "EXIT_OK", "EXIT_INPUT", "EXIT_UNSOUND", "cmd_certify", "cmd_attack", "cmd_demo", "cmd_train",
+           "cmd_export_vnnlib", "cmd_verify", "cmd_reproduce"]
 
 EXIT_OK = 0  # success
 EXIT_INPUT = 2  # bad input: a usage error, an SdpcertError, a missing or unwritable file
@@ -38,7 +39,8 @@ def cmd_certify(args: argparse.Namespace) -> int:
     json_path = json_path_of(args)
 
     t0 = time.perf_counter()
-    net, X, y, source = load_model_and_data(args, err)
+    net, data = load_model_and_data(args, err)
+    X, y, source = data.X, data.y, data_source(data)
     if len(y) == 0:
         raise SdpcertError(f"no examples to certify ({source}); use --limit 1 or more")
     finite_logits(net, X)
@@ -59,6 +61,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
             counts = results[(eps, "best")].certified_by_counts()
             out.print(f"best at eps {eps:g}: certified by " + ", ".join(f"{m} {c}" for m, c in counts.items()),
                       highlight=False, soft_wrap=True, markup=False)
+    out.print(f"data: {data.describe()}", highlight=False, soft_wrap=True, markup=False)
     lines = [f"load {t_load:.2f} s", f"certify {t_certify:.2f} s"]
     if pairs is not None:
         max_gap = float(pairs.relative_gap.max()) if len(pairs.pairs) else 0.0
@@ -70,7 +73,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     if json_path is not None:
         report = {
             "model": model_info(net, args.model),
-            "data": {"source": source, "split": args.split, "n": int(len(y))},
+            "data": data_report(data, args.limit),
             "eps": eps_values if len(eps_values) > 1 else eps_values[0],
             "n": int(len(y)),
             "methods": list(args.methods),
@@ -104,10 +107,14 @@ def cmd_attack(args: argparse.Namespace) -> int:
     json_path = json_path_of(args)
 
     t0 = time.perf_counter()
-    net, X, y, source = load_model_and_data(args, err)
+    net, data = load_model_and_data(args, err)
+    X, y, source = data.X, data.y, data_source(data)
     t_load = time.perf_counter() - t0
     if len(y) == 0:
         raise SdpcertError(f"no examples to attack ({source}); use --limit 1 or more")
+    if X.min() < 0 or X.max() > 1:  # refused here, before any progress bar, rather than by the first attack
+        raise SdpcertError(f"the data ({source}) lies in [{X.min():g}, {X.max():g}], but the attacks search the ball "
+                           f"intersected with [0, 1]: the inputs must lie in [0, 1]")
     n = int(len(y))
 
     clean_wrong = np.argmax(finite_logits(net, X), axis=1) != y
@@ -141,6 +148,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if methods:
         title += f"; {domain_text(domain_of(domain, net.d))}"
     print_attack_table(out, title, rows, attacks, methods)
+    out.print(f"data: {data.describe()}", highlight=False, soft_wrap=True, markup=False)
     lines = [f"load {t_load:.2f} s"] + [f"{ATTACK_NAMES[a]} {t_attack[a]:.2f} s" for a in attacks]
     if pairs is not None:
         lines.append(f"pair SDPs {t_pairs:.2f} s ({len(pairs.pairs)} pairs)")
@@ -152,7 +160,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if json_path is not None:
         report: dict[str, Any] = {
             "model": model_info(net, args.model),
-            "data": {"source": source, "split": args.split, "n": n},
+            "data": data_report(data, args.limit),
             "eps": eps_values if len(eps_values) > 1 else eps_values[0],
             "n": n,
             "attacks": list(attacks),
@@ -187,13 +195,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out, err = consoles()
     with Bars(err) as bars:
         summary = run_demo(args.seconds, args.out, args.eps, args.seed, epochs=args.epochs,
-                           progress=bars.update, include_packaged=not args.skip_packaged,
+                           progress=bars.update, include_packaged=not args.skip_packaged, data=args.data,
                            log=lambda message: err.print(message, highlight=False, soft_wrap=True, markup=False))
     training = summary["training"]
     rows = [{"eps": r["eps"], "clean_error": r["clean_error"], "pgd_error": r["pgd_error"],
              "certified_error": {m: r["methods"][m]["certified_error"] for m in METHODS}} for r in summary["results"]]
-    print_errors(out, f"784-{summary['model']['m']}-10 ReLU net, packaged MNIST test sample "
-                       f"(n = {summary['data']['n']})", rows, METHODS, True)
+    model, test = summary["model"], summary["data"]["test"]
+    on_what = "packaged MNIST test sample" if args.data is None else \
+        f"{test['name']}{' ' + test['split'] if test['split'] else ''} (sha256 {test['sha256'][:16]})"
+    print_errors(out, f"{model['d']}-{model['m']}-{model['k']} ReLU net, {on_what} (n = {summary['data']['n']})",
+                 rows, METHODS, True)
     packaged = summary.get("packaged_sdp_nn")
     if packaged is not None:
         methods = list(packaged["methods"])
@@ -222,7 +233,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       for m, entry in packaged["methods"].items()]
         fail_unsound(out, err, broken, "PGD", where)
     steps = summary["pgd"]["steps"]
-    out.print(f"0 certified points broken by PGD ({steps} steps, every test image, every eps and method, both nets)",
+    nets = "both nets" if packaged is not None else "the demo net"
+    out.print(f"0 certified points broken by PGD ({steps} steps, every test image, every eps and method, {nets})",
               highlight=False, soft_wrap=True, markup=False)
     return EXIT_OK
 
@@ -241,6 +253,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                          device=args.device)
     if args.data is None:
         err.print("note: no --data: training on the packaged MNIST sample (2000 train / 1000 test images)",
+                  highlight=False, soft_wrap=True, markup=False)
+    elif Path(args.data).expanduser().is_file():
+        err.print(f"note: {args.data} is one set of examples: the per-epoch test error and certificates are measured "
+                  f"on the training data itself (give a folder with train and test IDX files for a held-out test set)",
                   highlight=False, soft_wrap=True, markup=False)
     t0 = time.perf_counter()
     result = train(config, progress=not args.no_progress,
@@ -274,6 +290,88 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                        command=command)
     out.print(f"done in {result['seconds'] / 60:.1f} min: {Path(args.out) / 'REPORT.md'}", highlight=False,
               soft_wrap=True, markup=False)
+    return EXIT_OK
+
+
+def cmd_export_vnnlib(args: argparse.Namespace) -> int:
+    from .._checks import check_input_domain
+    from ..vnnlib import format_number, write_vnnlib
+
+    out, err = consoles()
+    eps_values = [check_eps(e) for e in args.eps]
+    check_limit(args, "export")
+    net, data = load_model_and_data(args, err)
+    indices = list(range(data.n)) if args.indices is None else args.indices
+    beyond = [i for i in indices if i >= data.n]
+    if beyond:
+        raise SdpcertError(f"--indices {beyond[0]}: the data ({data_source(data)}) has {data.n} examples, "
+                           f"numbered 0..{data.n - 1}")
+    X, y = data.X[indices], data.y[indices]
+    finite_logits(net, X)
+    domain = check_input_domain(args.input_domain, net.d)
+    if domain is not None:
+        outside = (X < domain[0]) | (X > domain[1])
+        if outside.any():
+            row, col = (int(v) for v in np.argwhere(outside)[0])
+            raise SdpcertError(f"--input-domain {args.input_domain[0]:g},{args.input_domain[1]:g}: example "
+                               f"{indices[row]} has input {col} = {float(X[row, col])!r} outside it; the examples must "
+                               f"lie inside the domain (or use --input-domain none)")
+    onnx_model = net.to_onnx() if args.onnx else None  # built (and the onnx package found) before anything is written
+    folder = Path(args.out)
+    if folder.exists() and not folder.is_dir():
+        raise SdpcertError(f"--out {folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, x, label in zip(indices, X, y):
+        for eps in eps_values:
+            path = folder / f"prop_{index}_eps_{format_number(eps)}.vnnlib"
+            provenance = (f"example {index} of {data.name}{' (' + data.split + ')' if data.split else ''}, "
+                          f"sha256 {data.sha256}\nmodel {args.model}: {net!r}, fingerprint {net.fingerprint()}")
+            written.append(write_vnnlib(path, x, label, eps, net.k, input_domain=domain, comment=provenance))
+    if onnx_model is not None:
+        (folder / "model.onnx").write_bytes(onnx_model.SerializeToString())
+    wrong = np.flatnonzero(net.predict(X) != y)
+    if wrong.size:
+        shown = ", ".join(str(indices[i]) for i in wrong[:10]) + (", ..." if wrong.size > 10 else "")
+        err.print(f"note: the model misclassifies {wrong.size} of these examples ({shown}): their properties are sat "
+                  f"at every eps", highlight=False, soft_wrap=True, markup=False)
+    where = "the whole ball" if domain is None else f"the ball clipped to [{args.input_domain[0]:g}, " \
+                                                    f"{args.input_domain[1]:g}]"
+    out.print(f"wrote {len(written)} VNNLIB properties ({len(indices)} examples of {data_source(data)} x "
+              f"{len(eps_values)} eps; {where}) to {folder}" + (", and model.onnx" if args.onnx else ""),
+              highlight=False, soft_wrap=True, markup=False)
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..vnnlib import read_vnnlib, verify_property, write_counterexample
+
+    _, err = consoles()
+
+    def note(line: str) -> None:
+        err.print(line, highlight=False, soft_wrap=True, markup=False)
+
+    counterexample = Path(args.counterexample) if args.counterexample else None
+    if counterexample is not None and not counterexample.parent.is_dir():
+        raise SdpcertError(f"cannot write --counterexample {counterexample}: folder {counterexample.parent} does not "
+                           f"exist")
+    net = load_model_arg(args.model)
+    prop = read_vnnlib(args.property)
+    note(f"model {args.model}: {net!r}; property {args.property}: label {prop.y} of {prop.k}, a box in "
+         f"{prop.d} inputs of half-width up to {float(np.max(prop.hi - prop.lo)) / 2:g}")
+    result = verify_property(net, prop, methods=args.methods, timeout=args.timeout, steps=args.steps,
+                             restarts=args.restarts, seed=args.seed, log=note)
+    if result.answer == "sat":
+        note(f"counterexample: class {result.worst_class} scores {result.margin!r} >= 0 above class {prop.y} (float64 "
+             f"numpy forward, inside the box)")
+        if counterexample is not None:
+            write_counterexample(counterexample, result.x, result.logits)
+            note(f"wrote {counterexample}")
+    elif result.answer == "unsat":
+        note(f"unsat: proven by {result.method} for every input in the box")
+    else:
+        note(f"unknown: {result.reason}")
+    print(result.answer, flush=True)  # stdout holds the answer and nothing else
     return EXIT_OK
 
 
@@ -350,4 +448,4 @@ def _attack_row(eps: float, clean_wrong: np.ndarray, fooled: dict, certs: dict) 
 
 #: command name -> its function (argparse.Namespace -> exit code).
 COMMANDS = {"certify": cmd_certify, "attack": cmd_attack, "demo": cmd_demo, "train": cmd_train,
-            "reproduce": cmd_reproduce}
+            "export-vnnlib": cmd_export_vnnlib, "verify": cmd_verify, "reproduce": cmd_reproduce}

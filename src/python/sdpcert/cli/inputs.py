@@ -1,5 +1,6 @@
-"""What the ``certify`` and ``attack`` commands read, checked before any work: the model, the data (``--data``,
-``$SDPCERT_MNIST_DIR`` or the packaged sample), ``--limit``, ``--json``, the attack list and its settings.
+"""What the commands read, checked before any work: the model (an ``.npz`` file, an ``.onnx`` file or a packaged
+model's name), the data (``--data``: any folder of MNIST-format IDX files or an ``.npz`` with ``X`` and ``y``;
+``$SDPCERT_MNIST_DIR``; or the packaged sample), ``--limit``, ``--json``, the attack list and its settings.
 """
 
 from __future__ import annotations
@@ -13,28 +14,78 @@ from typing import Any, Optional
 import numpy as np
 
 from ..attacks import ATTACKS
-from ..data import MNIST_DIR_ENV, load_mnist, load_mnist_sample
-from ..errors import NonFiniteError, SdpcertError, ShapeError
-from ..model import load_model
+from ..data import MNIST_DIR_ENV, Dataset, load_dataset, sample_dataset
+from ..errors import DataIntegrityError, NonFiniteError, SdpcertError, ShapeError
+from ..model import TwoLayerNet, load_model
 
-__all__ = ["load_data", "check_limit", "json_path", "load_model_and_data", "finite_logits", "attack_list",
-           "attack_settings"]
+__all__ = ["load_data", "load_model_arg", "data_source", "data_report", "check_data_fits", "check_limit", "json_path",
+           "load_model_and_data", "finite_logits", "attack_list", "attack_settings"]
 
 
-def load_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, str]:
+def load_model_arg(spec: Any) -> TwoLayerNet:
+    """A model argument: a name ending in ``.onnx`` is an ONNX graph (``TwoLayerNet.from_onnx``; the ``onnx`` extra),
+    anything else a model file written by ``TwoLayerNet.save`` or a packaged model's name (``load_model``)."""
+    if str(spec).lower().endswith(".onnx"):
+        return TwoLayerNet.from_onnx(Path(spec))
+    return load_model(str(spec))
+
+
+def load_data(args: argparse.Namespace, err: Any, dtype: Any = np.float64) -> Dataset:
+    """The data of ``--data`` (a folder of IDX files, split ``--split``, or an ``.npz``), else of
+    ``$SDPCERT_MNIST_DIR`` (which must hold MNIST itself: its md5s are checked), else the packaged sample; the first
+    ``--limit`` examples, ``X`` as ``dtype``. ``load_dataset`` checks every byte (see :mod:`sdpcert.data.dataset`)."""
+    limit = getattr(args, "limit", None)
     if args.data is not None:
-        if not Path(args.data).is_dir():
-            raise SdpcertError(f"--data {args.data}: no such folder (it should hold the MNIST IDX files)")
-        X, y = load_mnist(args.split, folder=args.data, limit=args.limit, dtype="float64")
-        return X, y, f"MNIST {args.split} from {args.data}"
-    if os.environ.get(MNIST_DIR_ENV):
-        X, y = load_mnist(args.split, limit=args.limit, dtype="float64")
-        return X, y, f"MNIST {args.split} from ${MNIST_DIR_ENV}={os.environ[MNIST_DIR_ENV]}"
-    X, y = load_mnist_sample(args.split, limit=args.limit, dtype="float64")
-    source = f"packaged MNIST sample ({args.split}, first {len(y)} images)"
-    err.print(f"note: no --data and no ${MNIST_DIR_ENV}: using the {source}; "
-              f"pass --data DIR for the full MNIST {args.split} set", highlight=False, soft_wrap=True, markup=False)
-    return X, y, source
+        path = Path(args.data).expanduser()
+        if not path.exists():
+            raise DataIntegrityError(f"--data {args.data}: no such folder or file (give a folder of MNIST-format IDX "
+                                     f"files or an .npz with X and y)")
+        # an .npz is one set of examples: --split names a part of an IDX folder only
+        return load_dataset(path, args.split if path.is_dir() else None, limit=limit, dtype=dtype)
+    env = os.environ.get(MNIST_DIR_ENV)
+    if env:
+        folder = Path(env).expanduser()
+        try:
+            data = load_dataset(folder, args.split, name="mnist", limit=limit, dtype=dtype)
+        except SdpcertError as exc:
+            raise type(exc)(f"${MNIST_DIR_ENV}={env}: {exc}") from exc
+        if data.verified != "md5 (MNIST)":  # the variable names MNIST: another data set there is a mistake
+            raise DataIntegrityError(f"${MNIST_DIR_ENV}={env}: the {args.split} files there do not have MNIST's "
+                                     f"names and sizes; give other data sets with --data")
+        return data
+    data = sample_dataset(args.split, limit=limit, dtype=dtype)
+    err.print(f"note: no --data and no ${MNIST_DIR_ENV}: using the {data_source(data)}; pass --data DIR for the full "
+              f"MNIST {args.split} set or another data set", highlight=False, soft_wrap=True, markup=False)
+    return data
+
+
+def data_source(data: Dataset) -> str:
+    """How the reports name the data: ``fashion test from DIR``, ``points from FILE.npz``, ``MNIST test from
+    $SDPCERT_MNIST_DIR=DIR`` or ``packaged MNIST sample (test, first N images)``."""
+    if data.verified == "sha256 (packaged)":
+        return f"packaged MNIST sample ({data.split}, first {data.n} images)"
+    env = os.environ.get(MNIST_DIR_ENV)
+    if data.name == "mnist" and env and data.source == str(Path(env).expanduser()):
+        return f"MNIST {data.split} from ${MNIST_DIR_ENV}={env}"
+    name = "MNIST" if data.name == "mnist" else data.name
+    return f"{name}{' ' + data.split if data.split else ''} from {data.source}"
+
+
+def data_report(data: Dataset, limit: Optional[int]) -> dict:
+    """The ``data`` entry of a JSON report: name, split, n (examples used), d, k, sha256 (of the whole file or
+    split, whatever ``--limit`` keeps), how it was checked, the files read, and the line the text report prints."""
+    return {**data.info(), "limit": limit, "description": data_source(data)}
+
+
+def check_data_fits(net: TwoLayerNet, data: Dataset, model_name: Any) -> None:
+    """``ShapeError`` unless the data has the model's input size d and its classes k (labels 0..k-1, k = max label
+    + 1 over the whole file or split): a model and the data it is run on must agree on both."""
+    if data.d != net.d:
+        raise ShapeError(f"model {model_name} takes d = {net.d} inputs, but the data ({data_source(data)}) has "
+                         f"{data.d} features per example")
+    if data.k != net.k:
+        raise ShapeError(f"model {model_name} has k = {net.k} classes, but the data ({data_source(data)}) has k = "
+                         f"{data.k} (labels 0..{data.k - 1}): the model and the data must have the same classes")
 
 
 def check_limit(args: argparse.Namespace, verb: str) -> None:
@@ -50,16 +101,15 @@ def json_path(args: argparse.Namespace) -> Optional[Path]:
     return json_path
 
 
-def load_model_and_data(args: argparse.Namespace, err: Any) -> tuple[Any, Any, Any, str]:
-    """(net, X, y, source) for certify / attack: the model (file or packaged name), the data, their sizes checked."""
-    net = load_model(args.model)
-    X, y, source = load_data(args, err)
-    if X.shape[1] != net.d:
-        raise ShapeError(f"model {args.model} takes d = {net.d} inputs, but the data ({source}) has "
-                         f"{X.shape[1]} features per example")
-    err.print(f"model {args.model}: {net!r}, fingerprint {net.fingerprint()[:16]}; data: {source}, n = {len(y)}",
+def load_model_and_data(args: argparse.Namespace, err: Any) -> tuple[Any, Dataset]:
+    """(net, data) for certify / attack: the model (``.npz``, ``.onnx`` or a packaged name) and the data (float64),
+    their input size and classes checked against each other."""
+    net = load_model_arg(args.model)
+    data = load_data(args, err)
+    check_data_fits(net, data, args.model)
+    err.print(f"model {args.model}: {net!r}, fingerprint {net.fingerprint()[:16]}; data: {data.describe()}",
               highlight=False, soft_wrap=True, markup=False)
-    return net, X, y, source
+    return net, data
 
 
 def finite_logits(net: Any, X: Any) -> Any:

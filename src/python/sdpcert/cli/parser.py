@@ -54,6 +54,17 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
+def _index_list(text: str) -> list[int]:
+    """'0,5,9' -> [0, 5, 9] (non-negative, in order, repeats dropped); checked against the data's size later."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated example indices, e.g. 0,5,9; got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative indices; got {text!r}")
+    return list(dict.fromkeys(values))
+
+
 def _pos_int(text: str) -> int:
     value = _nonneg_int(text)
     if value == 0:
@@ -78,6 +89,16 @@ def _seed(text: str) -> int:
 #: ``Certifier(net)``, as tests/test_cli.py expects; "0,1" (pixels) would certify more with the per-example methods.
 CERTIFY_INPUT_DOMAIN = "none"
 
+_DATA_HELP = ("the data: a folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST, EMNIST; raw or .gz) or an "
+              ".npz holding exactly X (n, d) floats and y (n,) integer labels; checked (MNIST's md5s when the files "
+              "claim to be MNIST, else headers, sizes, shapes, value and label ranges), and d and k must be the "
+              "model's (default: $SDPCERT_MNIST_DIR, which must hold MNIST; if neither is given, the packaged "
+              "1000-image MNIST test sample)")
+_SPLIT_HELP = "the split of an IDX folder (default: test; an .npz is one set)"
+_MODEL_HELP = ("the model: a file written by TwoLayerNet.save (.npz), an ONNX file (.onnx: [Flatten] -> Gemm | "
+               "MatMul+Add -> Relu | Tanh | Sigmoid -> Gemm | MatMul+Add; needs pip install 'sdpcert[onnx]'), or a "
+               "packaged model's name (sdp-nn: the SDP-NN of the paper's recipe)")
+
 _JSON_HELP = ("write all numbers to this JSON file (numbers that are not finite, e.g. an unproven pair bound, are "
               "written as null and listed under \"non_finite\")")
 
@@ -96,20 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    cert = sub.add_parser("certify", help="certify a saved model (.npz) on MNIST at an l_inf radius",
-                          description="Certify a saved TwoLayerNet (.npz) on MNIST: clean error and certified error "
+    cert = sub.add_parser("certify", help="certify a saved model (.npz or .onnx) at an l_inf radius",
+                          description="Certify a saved TwoLayerNet (.npz or .onnx) on MNIST or any other data set "
+                                      "(--data): clean error and certified error "
                                       "of the SDP, spectral, Frobenius and LP (Wong-Kolter) bounds, and on request "
                                       "of interval bounds and best (per example: interval -> lp -> sdp -> ... until "
                                       "certified). With --input-domain 0,1 the per-example methods certify the "
                                       "ball intersected with the pixel box [0, 1].")
-    cert.add_argument("model", help="model file written by TwoLayerNet.save (.npz), or a packaged model's name "
-                                    "(sdp-nn: the SDP-NN of the paper's recipe)")
+    cert.add_argument("model", help=_MODEL_HELP)
     cert.add_argument("--eps", type=_float_list, required=True,
                       help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
-    cert.add_argument("--data", metavar="DIR", default=None,
-                      help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR; if neither is given, "
-                           "the packaged 1000-image test sample)")
-    cert.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
+    cert.add_argument("--data", metavar="PATH", default=None, help=_DATA_HELP)
+    cert.add_argument("--split", choices=("train", "test"), default="test", help=_SPLIT_HELP)
     cert.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples (N >= 1)")
     cert.add_argument("--methods", type=_method_list, default=None,
                       help="comma-separated subset of sdp,spectral,frobenius,lp,interval,best (default: sdp, "
@@ -125,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="target relative gap of each pair SDP (default 1e-6; the bound is proven at any tol)")
     cert.add_argument("--json", metavar="OUT", default=None, help=_JSON_HELP)
 
-    att = sub.add_parser("attack", help="attack a saved model (.npz) on MNIST with FGSM / PGD / CW at l_inf radii",
-                         description="Attack a saved TwoLayerNet (.npz) on MNIST: clean error and the error after "
+    att = sub.add_parser("attack", help="attack a saved model (.npz or .onnx) with FGSM / PGD / CW at l_inf radii",
+                         description="Attack a saved TwoLayerNet (.npz or .onnx) on MNIST or any other data set whose "
+                                     "inputs lie in [0, 1] (--data): clean error and the error after "
                                      "FGSM, PGD and CW-l_inf attacks (lower bounds on the robust error). With "
                                      "--check-certificates, also certify the same points with every bound that "
                                      "applies and check that no attack broke a certified point (exit code 3 if one "
                                      "did).")
-    att.add_argument("model", help="model file written by TwoLayerNet.save (.npz), or a packaged model's name "
-                                   "(sdp-nn)")
+    att.add_argument("model", help=_MODEL_HELP)
     att.add_argument("--eps", type=_float_list, required=True,
                      help="l_inf radius, or comma-separated radii (pixels in [0, 1]), e.g. 0.1 or 0.05,0.1")
     att.add_argument("--methods", metavar="ATTACKS", default="fgsm,pgd,cw",
@@ -143,10 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--step-size", type=float, default=None,
                      help="PGD / CW: step size (default 2.5 eps / steps)")
     att.add_argument("--seed", type=_seed, default=0, help="PGD / CW: seed of the random starts (default 0)")
-    att.add_argument("--data", metavar="DIR", default=None,
-                     help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR; if neither is given, "
-                          "the packaged 1000-image test sample)")
-    att.add_argument("--split", choices=("train", "test"), default="test", help="MNIST split (default: test)")
+    att.add_argument("--data", metavar="PATH", default=None, help=_DATA_HELP)
+    att.add_argument("--split", choices=("train", "test"), default="test", help=_SPLIT_HELP)
     att.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples (N >= 1)")
     att.add_argument("--check-certificates", action="store_true",
                      help="also certify the points with every method that applies (sdp, spectral, frobenius, lp) "
@@ -173,9 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.add_argument("--skip-packaged", action="store_true",
                       help="skip part 2 (certifying and attacking the packaged SDP-NN at eps 0.1, ~10 s)")
+    demo.add_argument("--data", metavar="PATH", default=None,
+                      help="part 1 on another data set with inputs in [0, 1]: a folder of MNIST-format IDX files "
+                           "(trained on its train split, certified and attacked on its test split) or an .npz with "
+                           "X and y (both on all of it); the net's d and k follow the data, and part 2 runs only on "
+                           "MNIST itself (default: the packaged MNIST sample)")
 
     tr = sub.add_parser("train", help="train NT/Fro/Spe/AT/SDP/LP-NN networks (paper §6) with per-epoch logs",
-                        description="Train a 784-m-10 ReLU net with one of the paper's objectives. Every epoch logs "
+                        description="Train a d-m-k ReLU net (784-m-10 on MNIST; d and k follow --data) with one of "
+                                    "the paper's objectives. Every epoch logs "
                                     "the training loss, the clean test error and, for sdp objectives, the dual "
                                     "certificate (proven certified error at --eps-train from the current c_ij). "
                                     "Writes model.npz, log.json, log.csv and checkpoint.pt to --out.")
@@ -200,8 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")
     tr.add_argument("--at-step", type=float, default=0.1, help="AT: PGD step (default 0.1)")
     tr.add_argument("--at-steps", type=_pos_int, default=40, help="AT: PGD steps (default 40)")
-    tr.add_argument("--data", metavar="DIR", default=None,
-                    help="folder with the MNIST IDX files (default: the packaged 2000/1000-image sample)")
+    tr.add_argument("--data", metavar="PATH", default=None,
+                    help="a folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST, EMNIST: its train and "
+                         "test splits) or an .npz with X (n, d) floats and y (n,) integer labels (trained and "
+                         "evaluated on all of it); the net's d and k follow the data, k(k-1)/2 class pairs for the "
+                         "sdp objectives (default: the packaged 2000/1000-image MNIST sample)")
     tr.add_argument("--limit", type=_pos_int, default=None, help="use only the first N training examples")
     tr.add_argument("--test-limit", type=_pos_int, default=None, help="use only the first N test examples")
     tr.add_argument("--out", metavar="DIR", default="sdpcert-train", help="output folder (default ./sdpcert-train)")
@@ -213,6 +239,47 @@ def build_parser() -> argparse.ArgumentParser:
                     help="torch device, e.g. cuda (default cpu; on CUDA the SDP penalty uses torch's eigh); refused "
                          "up front when torch cannot use it")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    exp = sub.add_parser("export-vnnlib", help="write the l_inf robustness property of each example as a VNNLIB file",
+                         description="Write one VNNLIB file per example (and radius) in VNN-COMP's robustness form: "
+                                     "the input box [x - eps, x + eps] (clipped to --input-domain), rounded outward, "
+                                     "and the output property 'some Y_j >= Y_y' (unsat means robust). With --onnx "
+                                     "also the model as DIR/model.onnx. Everything is checked before anything is "
+                                     "written.")
+    exp.add_argument("model", help=_MODEL_HELP)
+    exp.add_argument("--eps", type=_float_list, required=True,
+                     help="l_inf radius, or comma-separated radii (one file per example and radius)")
+    exp.add_argument("--data", metavar="PATH", default=None, help=_DATA_HELP)
+    exp.add_argument("--split", choices=("train", "test"), default="test", help=_SPLIT_HELP)
+    which = exp.add_mutually_exclusive_group()
+    which.add_argument("--indices", type=_index_list, default=None, metavar="I,J,...",
+                       help="the examples to export, by index, e.g. 0,5,9 (default: all)")
+    which.add_argument("--limit", type=_nonneg_int, default=None, help="export the first N examples (N >= 1)")
+    exp.add_argument("--out", metavar="DIR", required=True,
+                     help="folder for the files, prop_<index>_eps_<eps>.vnnlib (created if needed)")
+    exp.add_argument("--input-domain", type=_input_domain, default="none", metavar="LO,HI",
+                     help="clip each box to [LO, HI] in every coordinate, e.g. 0,1 for pixels (default none: the "
+                          "whole ball); the examples must lie inside")
+    exp.add_argument("--onnx", action="store_true", help="also write the model as DIR/model.onnx")
+
+    ver = sub.add_parser("verify", help="answer a VNNLIB robustness property: unsat, sat or unknown",
+                         description="Answer one VNNLIB robustness property (the subset export-vnnlib writes: an "
+                                     "input box and 'some Y_j >= Y_y') for a model, as VNN-COMP tools do: prints "
+                                     "exactly one of unsat (proven robust on the box by the certification methods), "
+                                     "sat (PGD found an input in the box whose margin is >= 0, re-checked in float64) "
+                                     "or unknown on stdout, exit code 0 for each.")
+    ver.add_argument("model", help=_MODEL_HELP)
+    ver.add_argument("property", help="the VNNLIB file")
+    ver.add_argument("--methods", type=_method_list, default=["best"],
+                     help="comma-separated certification methods tried in turn until one proves the box (default "
+                          "best: interval -> lp -> sdp -> ... ; also sdp, spectral, frobenius, lp, interval)")
+    ver.add_argument("--timeout", type=float, default=None,
+                     help="seconds; checked between the stages (each method, the attack): unknown when it runs out")
+    ver.add_argument("--counterexample", metavar="FILE", default=None,
+                     help="on sat, write the counterexample here as ((X_0 v) ... (Y_0 v) ...) (VNN-COMP's form)")
+    ver.add_argument("--steps", type=_pos_int, default=100, help="PGD steps per restart (default 100)")
+    ver.add_argument("--restarts", type=_pos_int, default=5, help="PGD random restarts (default 5)")
+    ver.add_argument("--seed", type=_seed, default=0, help="seed of PGD's random starts (default 0)")
 
     rep = sub.add_parser("reproduce", help="the paper's experiments end to end: 7 networks, all bounds, figures, report",
                          description="Train (or reuse, by content hash) NT/Fro/Spe/AT-NN, SDP-NN (unweighted and "

@@ -154,7 +154,8 @@ def _idx_pair(folder: Path, split: str, variant: Optional[str]) -> tuple[Path, P
                                      f"(found: {', '.join(variants) or 'none'})")
         variants = [variant]
     if len(variants) > 1:
-        raise SdpcertError(f"{folder} holds the EMNIST variants {', '.join(variants)}: pass variant=...")
+        raise SdpcertError(f"{folder} holds the EMNIST variants {', '.join(variants)}: pass variant=... to "
+                           f"load_dataset, or give a folder that holds one variant's files")
     if variants:
         stem = f"emnist-{variants[0]}-{split}"
         images, labels = _find(folder, f"{stem}-images-idx3-ubyte"), _find(folder, f"{stem}-labels-idx1-ubyte")
@@ -162,8 +163,9 @@ def _idx_pair(folder: Path, split: str, variant: Optional[str]) -> tuple[Path, P
             raise DataIntegrityError(f"{folder}: {stem}-images-idx3-ubyte found but not {stem}-labels-idx1-ubyte")
         return images, labels, f"{stem}-images-idx3-ubyte", variants[0]
     want = " or ".join(f"{p}-images-idx3-ubyte[.gz] + {p}-labels-idx1-ubyte[.gz]" for p in prefixes)
-    raise DataIntegrityError(f"{folder}: no IDX files for the {split} split (looked for {want}, or EMNIST's "
-                             f"emnist-<variant>-{split}-images-idx3-ubyte)")
+    raise DataIntegrityError(f"{folder}: no IDX files for the {split} split: MNIST {split} files not found ({want}, "
+                             f"the names Fashion-MNIST and KMNIST use too), nor EMNIST's "
+                             f"emnist-<variant>-{split}-images-idx3-ubyte")
 
 
 def _load_idx_folder(folder: Path, split: Optional[str], name: Optional[str], variant: Optional[str],

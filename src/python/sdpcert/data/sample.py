@@ -2,7 +2,8 @@
 
 ``load_mnist_sample`` needs no files: the arrays ship in ``sdpcert/_data/mnist_sample.npz`` (see
 ``_data/README.md``; made by ``tools/make_mnist_sample.py``) and are checked against their recorded sha256
-(``SAMPLE_ARRAYS``) on every call.
+(``SAMPLE_ARRAYS``) on every call. ``sample_dataset`` is the same split as a :class:`~sdpcert.data.Dataset` (name,
+size, sha256), for reports that name the data they were computed on.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import numpy as np
 
 from .._checks import nonnegative_int
 from ..errors import DataIntegrityError
-from .mnist import check_float_dtype, check_split, scale_pixels
+from .dataset import Dataset
+from .mnist import NUM_CLASSES, check_float_dtype, check_split, scale_pixels
 
-__all__ = ["load_mnist_sample", "SAMPLE_ARRAYS"]
+__all__ = ["load_mnist_sample", "sample_dataset", "SAMPLE_ARRAYS", "SAMPLE_NAME"]
+
+#: The name reports give the packaged slice.
+SAMPLE_NAME = "mnist-sample"
 
 #: The archive, in the package's data folder ``sdpcert/_data``.
 _SAMPLE_RESOURCE = "mnist_sample.npz"
@@ -73,3 +78,22 @@ def load_mnist_sample(
     images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
     n = len(labels) if limit is None else min(limit, len(labels))
     return scale_pixels(images[:n], dtype), labels[:n].astype(np.int64)
+
+
+def sample_dataset(split: str = "test", limit: int | None = None, dtype: Any = np.float32) -> Dataset:
+    """The packaged slice's ``split`` as a :class:`~sdpcert.data.Dataset`: ``X``, ``y`` as :func:`load_mnist_sample`
+    gives them, named ``mnist-sample``, with k = 10 and the sha256 of the split's raw image bytes then label bytes
+    (both checked against ``SAMPLE_ARRAYS`` on the way: ``verified`` says so). The checksum is of the whole split,
+    whatever ``limit`` keeps, as :func:`~sdpcert.data.load_dataset` does for files."""
+    check_split(split)
+    limit = nonnegative_int("limit", limit, optional=True)
+    dtype = check_float_dtype(dtype)
+    arrays = _read_sample_archive()
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    combined = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    combined.update(np.ascontiguousarray(labels).tobytes())
+    n = len(labels) if limit is None else min(limit, len(labels))
+    files = {f"{_SAMPLE_RESOURCE}:{split}_{part}": SAMPLE_ARRAYS[f"{split}_{part}"][1] for part in ("images", "labels")}
+    return Dataset(X=scale_pixels(images[:n], dtype), y=labels[:n].astype(np.int64), name=SAMPLE_NAME, split=split,
+                   source=f"packaged MNIST sample ({split})", k=NUM_CLASSES, sha256=combined.hexdigest(), files=files,
+                   verified="sha256 (packaged)")

@@ -13,6 +13,11 @@ it is not 0.
 Part 2: the SDP-NN that ships with the package (``sdpcert.model.pretrained``, trained with the paper's recipe at eps 0.1)
 is certified and attacked the same way at eps 0.1 on the same images: what training for the certificate buys.
 
+``data`` (``sdpcert demo --data``): part 1 on another data set instead -- a folder of MNIST-format IDX files (trained
+on its train split, certified on its test split) or an ``.npz`` (both on all of it), read by
+:func:`sdpcert.training.load_split`; the net's d and k follow the data, whose inputs must lie in [0, 1] (the attack's
+box). Part 2 then runs only on MNIST itself (md5-checked), the data the packaged SDP-NN is for.
+
 Determinism: the seed fixes the initial weights, the minibatch order, the PGD starts and the SDP solver; training
 runs on one torch thread so that float reductions have a fixed order. Training stops after ``epochs`` epochs or at
 the first epoch boundary after ``seconds`` have passed, whichever comes first; the summary records which, and with
@@ -31,10 +36,9 @@ import numpy as np
 from .. import attacks
 from .._checks import check_eps, positive_float, positive_int
 from ..certify import METHODS, Certifier, methods_for
-from ..data import load_mnist_sample
 from ..errors import SdpcertError
 from ..model import TwoLayerNet, load_pretrained, pretrained_info
-from ..training import torch_threads
+from ..training import load_split, torch_threads
 from .soundness import soundness_entry
 
 __all__ = ["run_demo", "pgd_attack", "DEFAULT_EPS", "PACKAGED_EPS"]
@@ -89,17 +93,16 @@ def _packaged_sdp_nn(X: np.ndarray, y: np.ndarray, rel_tol: float, seed: int, pg
     return entry
 
 
-def _train(seconds: float, epochs: int, hidden: int, penalty: float, seed: int,
+def _train(X: np.ndarray, y: np.ndarray, k: int, seconds: float, epochs: int, hidden: int, penalty: float, seed: int,
            progress: Optional[ProgressFn]) -> tuple[TwoLayerNet, dict]:
     import torch
     from torch import nn
 
-    X, y = load_mnist_sample("train")
-    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    X_t, y_t = torch.from_numpy(np.asarray(X, dtype=np.float32)), torch.from_numpy(y)
     batch = 100
     with torch_threads(1), torch.random.fork_rng(devices=[]):  # fork_rng: the caller's global RNG is untouched
         torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(X.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, 10))
+        model = nn.Sequential(nn.Linear(X.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, k))
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         start = time.perf_counter()
@@ -150,13 +153,14 @@ def _check_args(seconds: Any, eps_list: Any, epochs: Any, hidden: Any, pgd_steps
 def run_demo(seconds: float = 60.0, out_dir: str | Path = "sdpcert-demo", eps_list: Sequence[float] = DEFAULT_EPS,
              seed: int = 0, *, epochs: int = 300, hidden: int = 100, penalty: float = 0.05,
              rel_tol: float = 1e-6, pgd_steps: int = 20, progress: Optional[ProgressFn] = None,
-             log: Optional[LogFn] = None, include_packaged: bool = True) -> dict:
+             log: Optional[LogFn] = None, include_packaged: bool = True, data: Optional[str] = None) -> dict:
     """Train a small MNIST net on the packaged slice, certify it, attack the certified points; write the files.
     Then (``include_packaged``) the same for the packaged SDP-NN at eps 0.1 (``summary["packaged_sdp_nn"]``).
 
     Parameters: ``seconds``, training time budget (training also stops after ``epochs`` epochs); ``out_dir``,
     where ``model.npz`` and ``summary.json`` go (created if needed); ``eps_list``, the l_inf radii; ``seed``;
-    ``progress(stage, done, total)`` with stage ``"train"`` or ``"pair SDPs"``; ``log(message)``.
+    ``progress(stage, done, total)`` with stage ``"train"`` or ``"pair SDPs"``; ``log(message)``; ``data``, another
+    data set for part 1 (module docstring; None: the packaged MNIST sample).
 
     Returns the summary (also written to ``out_dir/summary.json``): ``training``, ``model``, ``pair_sdp``,
     ``results`` (one entry per eps: ``clean_error``, ``pgd_error``, per-method ``certified_error`` and ``broken``),
@@ -166,15 +170,25 @@ def run_demo(seconds: float = 60.0, out_dir: str | Path = "sdpcert-demo", eps_li
     seconds, eps_values = _check_args(seconds, eps_list, epochs, hidden, pgd_steps)
     seed = int(seed)
     say = log if log is not None else (lambda message: None)
-    out = Path(out_dir)
+    train_set, test_set = load_split(data, "train", None), load_split(data, "test", None)
+    k = max(train_set.k, test_set.k)
+    if train_set.d != test_set.d:
+        raise SdpcertError(f"the demo's training data has d = {train_set.d} inputs but its test data {test_set.d}")
+    for part in (train_set, test_set):
+        if part.X.min() < 0 or part.X.max() > 1:
+            raise SdpcertError(f"demo data {part.name}: its inputs lie in [{part.X.min():g}, {part.X.max():g}], but "
+                               f"the demo's PGD check searches the ball intersected with [0, 1]: they must lie in it")
+    out = Path(out_dir)  # created once the data is known to be good: bad data leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
-
-    say(f"training a 784-{hidden}-10 ReLU net on the packaged MNIST slice (2000 images), "
+    if data is not None:
+        say(f"data: {train_set.describe()}; test: {test_set.describe()}")
+    where = "the packaged MNIST slice" if data is None else train_set.name
+    say(f"training a {train_set.d}-{hidden}-{k} ReLU net on {where} ({train_set.n} images), "
         f"up to {epochs} epochs or {seconds:g} s")
-    net, training = _train(seconds, epochs, hidden, float(penalty), seed, progress)
+    net, training = _train(train_set.X, train_set.y, k, seconds, epochs, hidden, float(penalty), seed, progress)
     model_path = net.save(out / "model.npz")
 
-    X, y = load_mnist_sample("test")
+    X, y = test_set.X, test_set.y
     certifier = Certifier(net, rel_tol=rel_tol, seed=seed)
     t0 = time.perf_counter()
     pairs = certifier.pair_bounds(progress=(lambda done, total: progress("pair SDPs", done, total))
@@ -201,7 +215,12 @@ def run_demo(seconds: float = 60.0, out_dir: str | Path = "sdpcert-demo", eps_li
         broken_total += sum(m["broken"] for m in entry["methods"].values())
         results.append(entry)
 
-    packaged = _packaged_sdp_nn(X, y, rel_tol, seed, pgd_steps, progress, say) if include_packaged else None
+    # the packaged SDP-NN is a net for MNIST: on any other data its numbers would mean nothing
+    on_mnist = data is None or test_set.verified == "md5 (MNIST)"
+    if include_packaged and not on_mnist:
+        say(f"skipping part 2: the packaged SDP-NN is an MNIST net, and {test_set.name} is not MNIST")
+    packaged = _packaged_sdp_nn(X, y, rel_tol, seed, pgd_steps, progress, say) if include_packaged and on_mnist \
+        else None
     if packaged is not None:
         broken_total += packaged["broken_total"]
 
@@ -213,7 +232,8 @@ def run_demo(seconds: float = 60.0, out_dir: str | Path = "sdpcert-demo", eps_li
         "training": training,
         "model": {"path": str(model_path), "fingerprint": net.fingerprint(), "d": net.d, "m": net.m, "k": net.k,
                   "activation": net.activation},
-        "data": {"source": "packaged MNIST sample (load_mnist_sample('test'))", "n": int(len(y))},
+        "data": {"source": "packaged MNIST sample (load_mnist_sample('test'))" if data is None else str(data),
+                 "n": int(len(y)), "train": train_set.info(), "test": test_set.info()},
         "pair_sdp": {"pairs": int(len(pairs.pairs)), "rel_tol": pairs.rel_tol, "seconds": t_pairs,
                      "max_relative_gap": float(relative_gap.max()), "status": sorted(set(pairs.status)),
                      "max_sweeps": int(pairs.sweeps.max()) if len(pairs.sweeps) else 0},

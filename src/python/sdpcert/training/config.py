@@ -57,7 +57,7 @@ class TrainConfig:
     lp_eps_ramp_epochs: int = 5  # lp: the radius reaches eps_train after this many epochs
     snapshot_every: int = 0  # > 0: also keep out_dir/model_epochNNN.npz every this many epochs (Fig. 4b needs them)
     eig_iters: int = 8  # Lanczos matvecs per pair per step, warm started (sdp objectives)
-    data: Optional[str] = None  # folder with the MNIST IDX files; None: the packaged sample
+    data: Optional[str] = None  # a folder of MNIST-format IDX files or an .npz with X, y; None: the packaged sample
     limit: Optional[int] = None  # first N training examples
     test_limit: Optional[int] = None  # first N test examples (clean error and dual certificate)
     out_dir: Optional[str] = None  # model.npz, log.json, log.csv, checkpoint.pt; None: write nothing

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..certify.lp import lp_worst_margins
-from ..data import load_mnist, load_mnist_sample
+from ..data import Dataset, load_dataset, sample_dataset
 from ..errors import SdpcertError
 from .config import CHECKPOINT_NAME, LOG_CSV_NAME, LOG_JSON_NAME, MODEL_NAME, TrainConfig
 from .dual import certified_error_from_growth, dual_growth
@@ -27,19 +27,25 @@ LogFn = Callable[[str], None]
 
 
 # ----------------------------------------------------------------------------------------------- data
-def load_split(data: Optional[str], split: str, limit: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
-    """``split`` of full MNIST from the folder ``data``, or of the packaged sample when ``data`` is None (float32)."""
-    if data is not None:
-        if not Path(data).is_dir():
-            raise SdpcertError(f"data folder {data} does not exist (it should hold the MNIST IDX files)")
-        return load_mnist(split, folder=data, limit=limit, dtype=np.float32)
-    return load_mnist_sample(split, limit=limit, dtype=np.float32)
+def load_split(data: Optional[str], split: str, limit: Optional[int]) -> Dataset:
+    """``split`` of the data set ``data`` -- a folder of MNIST-format IDX files (MNIST, whose md5s are then checked,
+    Fashion-MNIST, KMNIST, EMNIST) or an ``.npz`` with ``X`` and ``y``, read by :func:`~sdpcert.data.load_dataset`
+    -- or of the packaged MNIST sample when ``data`` is None. An ``.npz`` is one set: both splits are all of it.
+    ``X`` as stored (float32 for IDX pixels); ``X, y = load_split(...)`` unpacks it."""
+    if data is None:
+        return sample_dataset(split, limit=limit, dtype=np.float32)
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise SdpcertError(f"data {data}: no such folder or file (give a folder of MNIST-format IDX files or an .npz "
+                           f"with X and y)")
+    return load_dataset(path, split if path.is_dir() else None, limit=limit)
 
 
 # ----------------------------------------------------------------------------------------------- outputs
-def write_logs(out_dir: Path, config: TrainConfig, history: list) -> None:
-    """``log.json`` (config and every epoch's row) and ``log.csv`` (the rows' scalar fields) in ``out_dir``."""
-    doc = {"config": config.to_dict(), "epochs": history}
+def write_logs(out_dir: Path, config: TrainConfig, history: list, data: Optional[dict] = None) -> None:
+    """``log.json`` (config, the data sets' descriptions when given, and every epoch's row) and ``log.csv`` (the
+    rows' scalar fields) in ``out_dir``."""
+    doc = {"config": config.to_dict(), **({"data": data} if data is not None else {}), "epochs": history}
     (out_dir / LOG_JSON_NAME).write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
     fields: list[str] = []
     for row in history:
@@ -66,21 +72,39 @@ def format_epoch(row: dict) -> str:
 
 # ----------------------------------------------------------------------------------------------- driver
 def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = None) -> dict:
-    """Train as ``config`` says. Returns dict(net=TwoLayerNet, history=[per-epoch dicts], trainer=Trainer,
-    paths={...} of the files written). ``log(line)`` receives one line per epoch; ``progress`` shows a rich bar."""
+    """Train as ``config`` says on the data of ``config.data`` (:func:`load_split`; the net's d and k follow the data:
+    k = max label + 1 over both splits, so k(k-1)/2 class pairs for the sdp objectives). Returns dict(net=TwoLayerNet,
+    history=[per-epoch dicts], trainer=Trainer, paths={...} of the files written, data={"train": ..., "test": ...}:
+    each set's name, size, sha256 and description, also in log.json). ``log(line)`` receives the two data lines, then
+    one line per epoch; ``progress`` shows a rich bar."""
     import torch
 
     if not isinstance(config, TrainConfig):
         raise SdpcertError(f"train needs a TrainConfig; got {type(config).__name__}")
-    X, y = load_split(config.data, "train", config.limit)
-    X_test, y_test = load_split(config.data, "test", config.test_limit)
+    train_set = load_split(config.data, "train", config.limit)
+    test_set = load_split(config.data, "test", config.test_limit)
+    if train_set.d != test_set.d:
+        raise SdpcertError(f"the training data has d = {train_set.d} inputs but the test data has {test_set.d}")
+    k = max(train_set.k, test_set.k)  # the net's classes: every label either split holds
+    if config.objective == "at" and (train_set.X.min() < 0 or train_set.X.max() > 1):
+        raise SdpcertError(f"objective at: its PGD keeps inputs in [0, 1], but the training data ({train_set.name}) "
+                           f"lies in [{train_set.X.min():g}, {train_set.X.max():g}]")
+    # the torch model trains in float32 (a rounded training input is still a training input); the test data keeps
+    # its dtype, so the logged errors and certificates are about the points as given
+    X, y = train_set.X.astype(np.float32, copy=False), train_set.y
+    X_test, y_test = test_set.X, test_set.y
+    data_info = {part: {**ds.info(), "description": ds.describe()} for part, ds in (("train", train_set),
+                                                                                  ("test", test_set))}
+    if log is not None:
+        for part, info in data_info.items():
+            log(f"{part} data: {info['description']}")
     out_dir = Path(config.out_dir) if config.out_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CHECKPOINT_NAME if out_dir is not None else None
 
     with torch_threads(threads_for(config)):
-        trainer = Trainer(config, d=X.shape[1], k=10)
+        trainer = Trainer(config, d=X.shape[1], k=k)
         history: list = []
         if config.resume:
             if not ckpt_path.is_file():
@@ -153,7 +177,7 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
                     net.save(out_dir / MODEL_NAME)
                     if config.snapshot_every and trainer.epoch % config.snapshot_every == 0:
                         net.save(out_dir / f"model_epoch{trainer.epoch:03d}.npz")
-                    write_logs(out_dir, config, history)
+                    write_logs(out_dir, config, history, data_info)
                     tmp = ckpt_path.with_suffix(".pt.tmp")
                     torch.save(trainer.state(history), tmp)
                     tmp.replace(ckpt_path)
@@ -166,7 +190,7 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
         paths = {}
         if out_dir is not None:
             net.save(out_dir / MODEL_NAME)
-            write_logs(out_dir, config, history)
+            write_logs(out_dir, config, history, data_info)
             paths = {"model": str(out_dir / MODEL_NAME), "log_json": str(out_dir / LOG_JSON_NAME),
                      "log_csv": str(out_dir / LOG_CSV_NAME), "checkpoint": str(ckpt_path)}
-    return {"net": net, "history": history, "trainer": trainer, "paths": paths}
+    return {"net": net, "history": history, "trainer": trainer, "paths": paths, "data": data_info}
