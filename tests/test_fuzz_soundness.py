@@ -101,7 +101,7 @@ def check_case(case: FuzzCase, fixed_radii=FIXED_RADII, radius_fractions=RADIUS_
         # numbers at x itself that float64 cannot hold: whatever the certifier computed there, it was not these
         beyond_float = any(_beyond_float(v) for v in (*exact.preactivations(xf), *exact.logits(xf)[0]))
         oracle: dict[float, tuple] = {}  # eps -> exact_worst_margin(...), shared by the methods
-        for method in methods_for(net):
+        for method in methods_for(net, every=True):
             try:
                 _check_method(case, certifier, exact, x, xf, y, how, method, wrong_at_x, beyond_float, at_x, oracle,
                               smooth, fixed_radii, radius_fractions, summary)
@@ -180,7 +180,7 @@ def test_pow2_scaled_relu_net_certifies_no_larger_radius_than_its_unscaled_twin(
     exact = ExactNet(base)
     scaled_certifier, base_certifier = Certifier(net, threads=1), Certifier(base, threads=1)
     for x, y, how in labelled_examples(case, exact):
-        for method in methods_for(net):
+        for method in methods_for(net, every=True):
             r_base = largest_certified_radius(base_certifier, x, y, method)
             r_scaled = largest_certified_radius(scaled_certifier, x, y, method)
             where = f"{case.name} method={method} x={x.tolist()} y={y} ({how})"

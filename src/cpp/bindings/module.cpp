@@ -10,6 +10,7 @@ void register_lanczos(py::module_& m);
 void register_penalty_gradient(py::module_& m);
 void register_certify_bound(py::module_& m);
 void register_sdp_solver(py::module_& m);
+void register_bipartite_sdp(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "sdpcert numerical core: pair operators, Lanczos, the pair SDP solver and rigorous bounds";
@@ -19,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
   register_penalty_gradient(m);
   register_certify_bound(m);
   register_sdp_solver(m);
+  register_bipartite_sdp(m);
 }

@@ -39,7 +39,7 @@ from .._checks import (INT32_MAX, as_list, check_data, check_eps, check_in_domai
                        check_threads, int_in_range, positive_int)
 from ..errors import SdpcertError
 from ..model.network import ACTIVATIONS, TwoLayerNet, immutable_copy
-from . import growth, interval, lp, margins
+from . import example_sdp, growth, interval, lp, margins
 from .box import PreactivationBounds, Region, example_region, preactivation_bounds
 from .pair_sdp import PAIR_BOUNDS_CACHE, PairBounds, pair_sdp_values
 from .result import CertificationResult
@@ -87,7 +87,7 @@ class CertificationMethod:
 
 #: The methods ``best`` tries, cheap to expensive, skipping those that do not apply to the net. The per-example
 #: SDPs of issue 10 join here.
-CASCADE: tuple[str, ...] = ("interval", "lp", "sdp", "spectral", "frobenius")
+CASCADE: tuple[str, ...] = ("interval", "lp", "lp-opt", "sdp", "spectral", "frobenius", "sdp-example")
 
 # The growth entries call through the module (growth.sdp_growth, not a captured function), so a test can replace
 # one; the per-example entries name module-level functions, which executors pickle by name (a test replaces the
@@ -105,6 +105,14 @@ METHOD_TABLE: dict[str, CertificationMethod] = {
     "lp": CertificationMethod(
         "lp", "Wong-Kolter LP bound, per example over the ball (and the input box) (relu only)",
         margins=lp.lp_region_margins, activations=("relu",)),
+    "lp-opt": CertificationMethod(
+        "lp-opt", "LP bound with optimised lower slopes (the triangle-relaxation LP), per example over the ball (and "
+        "the input box) (relu only)",
+        margins=lp.lp_opt_region_margins, activations=("relu",), default=False),
+    "sdp-example": CertificationMethod(
+        "sdp-example", "the paper's SDP per example and target: stable units fixed, each unit's slope range and the "
+        "input box; per target the smaller of it and the LP (interval for tanh/sigmoid)",
+        margins=example_sdp.sdp_example_region_margins, default=False),
     "interval": CertificationMethod(
         "interval", "interval bound propagation, per example over the ball (and the input box)",
         margins=interval.interval_region_margins, default=False),

@@ -1,0 +1,233 @@
+"""The per-example SDP certificate (method ``sdp-example``): the paper's SDP, solved per example and target class,
+with each hidden unit's slope range over the example's region and the region's own shape (the input box).
+
+The bound. For an example with region {x' : |x' - c| <= rho} (box.py: the ball, or the ball intersected with the
+input domain), a class y and a target j, with v = V_j - V_y (exact reals on the floats), every x' in the region has
+
+    f_j(x') - f_y(x') = f_j(c) - f_y(c) + sum_k v_k s_k W_k (x' - c),
+
+where s_k is the secant slope of the activation between the pre-activations z_k(c) and z_k(x') (0 when they are
+equal). Both lie in the unit's proven pre-activation interval [lo_k, hi_k] (box.preactivation_bounds; the region is
+convex and contains c), so s_k lies in the range of the activation's derivative over it (mean value theorem): for
+ReLU {1} when lo_k >= 0 (stably on), {0} when hi_k <= 0 (stably off), [0, 1] otherwise; for tanh and sigmoid the
+derivative's range over [lo_k, hi_k] (``slope_ranges``). Writing s_k = mid_k + half_k s^_k with s^_k in [-1, 1] and
+x' - c = rho o t with t in [-1, 1]^d:
+
+    f_j(x') - f_y(x') <= f_j(c) - f_y(c) + max { w_A^T G w_B : w_A = (1, s^_A) , w_B = t },
+    G_0  = rho o (W^T (mid o v))                  (the stable part: a linear term in t)
+    G_k  = half_k v_k (W_k o rho),  k in A        (A: the units whose slope is not fixed, half_k > 0)
+
+and the maximum over the cubes is at most the value of the bipartite SDP of G (C++ core, bipartite_sdp.hpp), which
+the core bounds from above with a floating-point proof (a dual vector and a shifted Cholesky of a Schur complement of
+size 1 + |A|). Stable units cost nothing; the ball's symmetric box becomes the example's asymmetric one through the
+centre c (for the ball c = x, for a box the box's centre: no offset term appears). Against the paper's per-model
+certificate this sees which units are stable at x and the input box; against the LP it keeps the SDP's coupling of
+the unstable units. Neither dominates, so each (example, target) reports the smaller of this bound and the cheap
+per-example bound (LP for ReLU, interval otherwise), and the SDP is solved only where the cheap bound does not
+already certify the target.
+
+Rounding (docs/design.md §4; rounding.py). The core proves its bound for G's floats taken as exact; here
+(1) G's floats differ from the exact G above by at most E entrywise: v_hat = fl(V_j - V_y) errs by u |v_hat|, each
+    row of A is three rounded products (half v_hat, times W_ki, times rho_i) and row 0 an m-term inner product of
+    the products fl(mid_k v_hat_k) with W, times rho_i; so |G - G_hat| <= gamma_{m+4} P + U entrywise, with
+    P_ki = |mid_k or half_k| |v_hat_k| |W_ki| rho_i (summed over i: <= (|mid| + |half|)|v_hat| r_up, r_up >= |W| rho
+    from box.preactivation_bounds) and U the underflow terms (each product at most 2^-1075 before later factors:
+    sum U <= TINY ((a + 1)(sum r_up + d) + (a + m + 2) sum rho)). For w on the cubes, |w_A^T (G - G_hat) w_B| <=
+    sum |G - G_hat|, so the maximum over the cubes moves by at most E_total, a sum of non-negative terms rounded up.
+(2) The core receives G' = 2^e G_hat (max |G'| in [0.5, 1)); the scaling is exact except for entries scaled into
+    the subnormals, each off by <= 2^-1075 2^-e (counted: ``lost``). The core's bound U' >= SDP(G'), so
+    max over the cubes of w^T G_hat w <= 2^-e U' + lost, rounded up (``scale_up_by_power_of_two``).
+(3) f_j(c) - f_y(c) <= base (margins.logit_margins: float logits plus their rounding bounds), and the final sum
+    base + (non-negative rest) has one mixed-sign rounding, bounded by gamma_2 times the magnitudes and stepped up.
+A non-finite value anywhere (overflow) gives +inf: not certified, never a smaller bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from ..errors import NonFiniteError, SdpcertError
+from ..model.network import TwoLayerNet
+from . import interval, lp
+from .box import PreactivationBounds, Region, blockwise_bounds, checked_regions, preactivation_bounds, worst_of
+from .margins import logit_margins
+from .rounding import TINY, gamma, round_up, scale_up_by_power_of_two
+
+__all__ = ["slope_ranges", "sdp_example_margin_bounds", "sdp_example_worst_margins", "sdp_example_region_margins"]
+
+# Examples per block (their SDPs of one target rank are solved in one batched core call): the LP's block size, so that
+# the cheap bounds computed here are bit for bit those of the lp method (BLAS rounds differently for other shapes).
+_CHUNK = lp._CHUNK
+#: Absolute widening of the tanh/sigmoid slope ranges: libm's tanh and exp are not correctly rounded, but within a
+#: few ulps (|error| << 1e-15 on outputs in [0, 1]); 1e-12 covers them, and the range is then clipped to [0, L].
+SLOPE_SLACK = 1e-12
+_SOLVER = dict(rel_tol=1e-6, max_sweeps=500, rank=12, seed=0)
+
+
+def _check_net(net: TwoLayerNet) -> None:
+    if not isinstance(net, TwoLayerNet):
+        raise SdpcertError(f"the per-example SDP needs a TwoLayerNet; got {type(net).__name__}")
+
+
+@np.errstate(over="ignore", invalid="ignore")
+def slope_ranges(net: TwoLayerNet, pre: PreactivationBounds) -> tuple[np.ndarray, np.ndarray]:
+    """(mid, half), (n, m) floats with [mid - half, mid + half] containing every secant slope of the activation
+    between two points of [pre.lo, pre.hi] (exact reals). ReLU: (1, 0) stably on, (0, 0) stably off, (0.5, 0.5)
+    otherwise -- all exact. Tanh/sigmoid: the derivative is largest at the point of the interval nearest 0 and
+    smallest at the end farthest from it; both are widened by ``SLOPE_SLACK`` and clipped to [0, L]. The centre and
+    half-width of [s_lo, s_hi] are rounded so that they cover it (half stepped up past both differences). NaN ends
+    (an overflowed forward pass) give the whole range [0, L]."""
+    lo, hi = pre.lo, pre.hi
+    if net.activation == "relu":
+        on = lo >= 0
+        off = hi <= 0
+        mid = np.where(on, 1.0, np.where(off, 0.0, 0.5))
+        half = np.where(on | off, 0.0, 0.5)
+        return mid, half
+    if net.activation == "tanh":
+        def derivative(z):
+            return 1.0 - np.tanh(z) ** 2
+    else:
+        def derivative(z):
+            s = 1.0 / (1.0 + np.exp(-z))
+            return s * (1.0 - s)
+    L = net.lipschitz
+    nearest = np.clip(0.0, lo, hi)
+    farthest = np.maximum(np.abs(lo), np.abs(hi))
+    s_hi = np.minimum(derivative(nearest) + SLOPE_SLACK, L)
+    s_lo = np.maximum(derivative(farthest) - SLOPE_SLACK, 0.0)
+    unknown = ~(np.isfinite(s_lo) & np.isfinite(s_hi)) | np.isnan(lo) | np.isnan(hi)
+    s_lo = np.where(unknown, 0.0, s_lo)
+    s_hi = np.where(unknown, L, s_hi)
+    mid = 0.5 * s_lo + 0.5 * s_hi
+    half = np.nextafter(np.maximum(s_hi - mid, mid - s_lo), np.inf)
+    return mid, half
+
+
+def _cheap_bounds(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarray:
+    """(n, k) proven bounds that decide which targets need an SDP: the LP for ReLU nets, interval bounds otherwise."""
+    if net.activation == "relu":
+        return lp._rigorous_block(net, region, y)
+    return interval._rigorous_block(net, region, y)
+
+
+@np.errstate(over="ignore", invalid="ignore")
+def _pair_matrix(net: TwoLayerNet, n: int, j: int, y: int, mid: np.ndarray, half: np.ndarray, rho: np.ndarray,
+                 r_up: np.ndarray) -> tuple[np.ndarray, float]:
+    """(G_hat, E_total) of example n and target j (module docstring, step (1)); zero rows and columns removed (they
+    add nothing to any w_A^T G w_B)."""
+    W = net.W
+    m, d = W.shape
+    v_hat = net.V[j] - net.V[y]
+    units = np.flatnonzero((half[n] > 0) & (v_hat != 0))
+    row0 = ((mid[n] * v_hat) @ W) * rho
+    rows = ((half[n, units] * v_hat[units])[:, None] * W[units]) * rho[None, :]
+    G = np.vstack([row0[None, :], rows])
+    a = len(units) + 1
+    weight = (np.abs(mid[n]) + half[n]) * np.abs(v_hat)                      # (|mid| + |half|) |v_hat| per unit
+    p_sum = round_up(round_up(weight * r_up, 3).sum(), m)                  # >= sum P
+    rho_sum = round_up(rho.sum(), d, products=0)
+    r_sum = round_up(r_up.sum(), m, products=0)
+    underflow = round_up((a + 1) * (r_sum + d) + (a + m + 2) * rho_sum, 4) * TINY
+    e_total = round_up(gamma(m + 4) * p_sum + np.nextafter(underflow, np.inf), 2)
+    keep_cols = np.any(G != 0, axis=0)
+    keep_rows = np.any(G != 0, axis=1)
+    return G[np.ix_(keep_rows, keep_cols)], e_total
+
+
+@np.errstate(over="ignore", invalid="ignore")
+def _balanced(G: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """(G', e, lost): G' = fl(2^e G) with max |G'| in [0.5, 1), and lost >= sum |G - 2^-e G'| (module docstring,
+    step (2))."""
+    largest = np.max(np.abs(G)) if G.size else 0.0
+    if largest == 0:
+        return G, 0, 0.0
+    _, exponent = np.frexp(largest)
+    e = -int(exponent)
+    scaled = np.ldexp(G, e)
+    n_lost = int(np.count_nonzero(np.ldexp(scaled, -e) != G)) if e < 0 else 0
+    lost = float(scale_up_by_power_of_two(n_lost * TINY, -e)) if n_lost else 0.0
+    return scaled, e, lost
+
+
+def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarray:
+    """(n, k) proven bounds for a block of examples: per (example, target) the smaller of the cheap bound and the
+    per-example SDP bound (module docstring). Targets are visited hardest first (by the cheap bound), one batched core
+    call per rank: an example stops getting SDPs once one of its targets is proven out of reach (its primal value is
+    >= what certification needs), since it can no longer be certified; its remaining targets keep the cheap bound,
+    which is sound."""
+    n, k = len(y), net.k
+    if n == 0:
+        return np.zeros((0, k))
+    cheap = _cheap_bounds(net, region, y)
+    bounds = cheap.copy()
+    pre = preactivation_bounds(net, region)
+    mid, half = slope_ranges(net, pre)
+    try:
+        base, magnitude, _ = logit_margins(net, region.center, y)
+    except NonFiniteError:  # the logits at a region's centre overflow: no SDP bound for this block
+        return bounds
+    rho_all = region.radius if not region.is_ball else np.full(region.center.shape, region.radius)
+    r_up = pre.r_up if pre.r_up.ndim == 2 else np.broadcast_to(pre.r_up, (n, net.m))
+    order = np.argsort(-np.where(np.isfinite(cheap), cheap, np.inf), axis=1, kind="stable")
+    alive = np.isfinite(base).all(axis=1) & np.isfinite(pre.z_hat).all(axis=1)
+    for rank in range(k - 1):
+        jobs, Gs, thresholds, extras = [], [], [], []
+        for i in np.flatnonzero(alive):
+            j = int(order[i, rank])
+            if j == y[i] or not cheap[i, j] >= 0:
+                continue
+            G, e_total = _pair_matrix(net, i, j, int(y[i]), mid, half, rho_all[i], r_up[i])
+            if not (np.isfinite(G).all() and np.isfinite(e_total)):
+                alive[i] = False
+                continue
+            Gp, e, lost = _balanced(G)
+            need = -(base[i, j] + e_total + lost) * (1.0 - 1e-9)        # a stopping rule, not part of the proof
+            if not need > 0:                                             # SDP >= 0: this target cannot be certified
+                alive[i] = False
+                continue
+            jobs.append((i, j))
+            Gs.append(np.asfortranarray(Gp))
+            thresholds.append(float(np.ldexp(need, e)))
+            extras.append((e, e_total, lost))
+        if not jobs:
+            continue
+        out = _core.solve_bipartite_sdps(Gs, np.array(thresholds), threads=0, **_SOLVER)
+        for (i, j), upper, (e, e_total, lost) in zip(jobs, out["upper"], extras):
+            with np.errstate(over="ignore", invalid="ignore"):
+                rest = round_up(float(scale_up_by_power_of_two(upper, -e)) + e_total + lost, 3, products=0)
+                rounding = round_up(gamma(2) * (abs(base[i, j]) + rest), 2)
+                bound = float(np.nextafter(base[i, j] + rest + rounding, np.inf))
+            if np.isnan(bound):
+                bound = np.inf
+            bounds[i, j] = min(bounds[i, j], bound)
+            if not bounds[i, j] < 0:
+                alive[i] = False
+    bounds[np.arange(n), y] = -np.inf
+    return bounds
+
+
+def sdp_example_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float, input_domain: Any = None) -> np.ndarray:
+    """(N, k) PROVEN upper bounds on ``max f_j(x') - f_y(x')`` over each example's ball (intersected with
+    ``input_domain`` if given) for every class j (column y: -inf): per target the smaller of the cheap bound and the
+    per-example SDP bound (module docstring). A target whose cheap bound is < 0 gets no SDP, and an example stops
+    getting SDPs once it cannot be certified, so non-certified examples may report looser (still proven) bounds."""
+    _check_net(net)
+    region, y = checked_regions(net, X, y, eps, input_domain)
+    return blockwise_bounds(net, region, y, _rigorous_block, _CHUNK)
+
+
+def sdp_example_worst_margins(net: TwoLayerNet, X: Any, y: Any, eps: float, return_class: bool = False,
+                              input_domain: Any = None):
+    """(N,) PROVEN upper bounds on the worst margin over the region (certified iff < 0); ``return_class=True`` adds
+    the maximising class."""
+    worst, worst_class = worst_of(sdp_example_margin_bounds(net, X, y, eps, input_domain))
+    return (worst, worst_class) if return_class else worst
+
+
+def sdp_example_region_margins(net: TwoLayerNet, region: Region, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(worst, worst_class)`` for checked y and the regions of box.py (the certifier's per-example entry point)."""
+    return worst_of(blockwise_bounds(net, region, y, _rigorous_block, _CHUNK))
