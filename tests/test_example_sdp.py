@@ -147,6 +147,8 @@ def test_method_on_smooth_nets_covers_multistart_maxima(activation):
 
 
 def test_slope_ranges_cover_the_secant_slopes():
+    """ReLU: the secant slopes from the centre's pre-activation to any point of the interval; tanh/sigmoid: between
+    any two points of it."""
     rng = np.random.default_rng(9)
     for activation in ("relu", "tanh", "sigmoid"):
         net = tiny_net(9, d=4, m=30, activation=activation)
@@ -154,16 +156,20 @@ def test_slope_ranges_cover_the_secant_slopes():
         region = example_region(X, 0.3, None)
         pre = preactivation_bounds(net, region)
         mid, half = example_sdp.slope_ranges(net, pre)
+        assert np.all(half >= 0) and np.all(mid - half >= -1e-15)  # outward rounding may dip below 0
         act = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z))}[
             activation]
+        centre = X @ net.W.T + net.b
         for _ in range(200):
-            t = rng.uniform(size=pre.lo.shape)
             s = rng.uniform(size=pre.lo.shape)
-            z1 = pre.lo + t * (pre.hi - pre.lo)
+            z1 = centre if activation == "relu" else pre.lo + rng.uniform(size=pre.lo.shape) * (pre.hi - pre.lo)
             z2 = pre.lo + s * (pre.hi - pre.lo)
             ok = np.abs(z1 - z2) > 1e-6
             secant = (act(z1) - act(z2))[ok] / (z1 - z2)[ok]
             assert np.all(secant >= (mid - half)[ok] - 1e-9) and np.all(secant <= (mid + half)[ok] + 1e-9)
+        if activation == "relu":  # the anchor at the centre narrows the ranges of units far from the kink
+            unstable = (pre.lo < 0) & (pre.hi > 0)
+            assert np.any(half[unstable] < 0.5)
 
 
 def test_never_looser_than_the_lp_and_tighter_on_a_trained_net():

@@ -261,8 +261,10 @@ def _fuzz(monkeypatch, domain, activations, seeds):
             return bound_covers(bound, value, slack)
         return mpmath.mpf(float(bound)) >= value - slack
 
-    monkeypatch.setattr(fuzz, "methods_for", lambda net: tuple(
-        m for m in ("interval", "lp", "best") if net.activation == "relu" or m != "lp"))
+    from sdpcert.certify import METHOD_TABLE
+
+    monkeypatch.setattr(fuzz, "methods_for", lambda net, every=False: tuple(
+        m for m in ("interval", "lp", "lp-opt", "sdp-example", "best") if net.activation in METHOD_TABLE[m].activations))
     monkeypatch.setattr(fuzz, "Certifier", functools.partial(Certifier, input_domain=domain))
     monkeypatch.setattr(fuzz, "bound_covers", covers)
     checked, failures = 0, []

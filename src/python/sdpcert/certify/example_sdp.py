@@ -8,9 +8,11 @@ input domain), a class y and a target j, with v = V_j - V_y (exact reals on the 
 
 where s_k is the secant slope of the activation between the pre-activations z_k(c) and z_k(x') (0 when they are
 equal). Both lie in the unit's proven pre-activation interval [lo_k, hi_k] (box.preactivation_bounds; the region is
-convex and contains c), so s_k lies in the range of the activation's derivative over it (mean value theorem): for
-ReLU {1} when lo_k >= 0 (stably on), {0} when hi_k <= 0 (stably off), [0, 1] otherwise; for tanh and sigmoid the
-derivative's range over [lo_k, hi_k] (``slope_ranges``). Writing s_k = mid_k + half_k s^_k with s^_k in [-1, 1] and
+convex and contains c), and z_k(c) is known to within a rounding bound, so s_k lies in a proven range
+(``slope_ranges``): for ReLU {1} when lo_k >= 0 (stably on), {0} when hi_k <= 0 (stably off), and for an unstable
+unit the secant slopes from the centre, e.g. [0, hi_k / (hi_k - z_k(c))] when z_k(c) <= 0 -- far tighter than
+[0, 1] when the centre is far from the kink; for tanh and sigmoid the derivative's range over [lo_k, hi_k] (mean
+value theorem). Writing s_k = mid_k + half_k s^_k with s^_k in [-1, 1] and
 x' - c = rho o t with t in [-1, 1]^d:
 
     f_j(x') - f_y(x') <= f_j(c) - f_y(c) + max { w_A^T G w_B : w_A = (1, s^_A) , w_B = t },
@@ -54,7 +56,7 @@ from ..model.network import TwoLayerNet
 from . import interval, lp
 from .box import PreactivationBounds, Region, blockwise_bounds, checked_regions, preactivation_bounds, worst_of
 from .margins import logit_margins
-from .rounding import TINY, gamma, round_up, scale_up_by_power_of_two
+from .rounding import TINY, UNIT_ROUNDOFF, gamma, round_up, scale_up_by_power_of_two
 
 __all__ = ["slope_ranges", "sdp_example_margin_bounds", "sdp_example_worst_margins", "sdp_example_region_margins"]
 
@@ -72,38 +74,60 @@ def _check_net(net: TwoLayerNet) -> None:
         raise SdpcertError(f"the per-example SDP needs a TwoLayerNet; got {type(net).__name__}")
 
 
-@np.errstate(over="ignore", invalid="ignore")
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def slope_ranges(net: TwoLayerNet, pre: PreactivationBounds) -> tuple[np.ndarray, np.ndarray]:
     """(mid, half), (n, m) floats with [mid - half, mid + half] containing every secant slope of the activation
-    between two points of [pre.lo, pre.hi] (exact reals). ReLU: (1, 0) stably on, (0, 0) stably off, (0.5, 0.5)
-    otherwise -- all exact. Tanh/sigmoid: the derivative is largest at the point of the interval nearest 0 and
-    smallest at the end farthest from it; both are widened by ``SLOPE_SLACK`` and clipped to [0, L]. The centre and
-    half-width of [s_lo, s_hi] are rounded so that they cover it (half stepped up past both differences). NaN ends
-    (an overflowed forward pass) give the whole range [0, L]."""
+    between the centre's pre-activation z_c = W c + b and any point of [pre.lo, pre.hi] (exact reals).
+
+    ReLU: (1, 0) stably on, (0, 0) stably off. An unstable unit's secant slopes from z_c: z_c is known to lie in
+    [zc_lo, zc_hi] = [z_hat - ez, z_hat + ez] (box.preactivation_bounds), and
+      - if zc_hi <= 0: s = relu(z') / (z' - z_c) is 0 for z' <= 0 and z' / (z' - z_c) <= hi / (hi - zc_hi) for
+        0 < z' <= hi (increasing in z', decreasing in z_c), so s in [0, hi / (hi - zc_hi)];
+      - if zc_lo >= 0: s is 1 for z' >= 0 and z_c / (z_c - z') >= zc_lo / (zc_lo - lo) for lo <= z' < 0 (the
+        same monotonicity), so s in [zc_lo / (zc_lo - lo), 1];
+      - otherwise s in [0, 1].
+    The quotients are computed as in lp.py (one rounding for the difference, one for the quotient): the upper end
+    times (1 + 4u) plus TINY and stepped up, the lower end times (1 - 4u) minus TINY and stepped down, both clipped
+    to [0, 1]; a difference that overflows (or any NaN) falls back to the end 1 (upper) or 0 (lower). The anchor at
+    z_c is what makes this much tighter than [0, 1] for units whose centre is far from the kink.
+    Tanh/sigmoid: the derivative's range over [lo, hi] (mean value theorem): largest at the point nearest 0, smallest
+    at the end farthest from it, widened by ``SLOPE_SLACK`` and clipped to [0, L]; NaN ends give [0, L].
+    The centre and half-width of [s_lo, s_hi] are rounded so that they cover it (half stepped up past both
+    differences)."""
     lo, hi = pre.lo, pre.hi
     if net.activation == "relu":
         on = lo >= 0
         off = hi <= 0
-        mid = np.where(on, 1.0, np.where(off, 0.0, 0.5))
-        half = np.where(on | off, 0.0, 0.5)
-        return mid, half
-    if net.activation == "tanh":
-        def derivative(z):
-            return 1.0 - np.tanh(z) ** 2
+        unstable = ~(on | off)
+        zc_lo = np.nextafter(pre.z_hat - pre.ez, -np.inf)   # pre.ez is a proven bound; one step covers the subtraction
+        zc_hi = np.nextafter(pre.z_hat + pre.ez, np.inf)
+        tight = 4.0 * UNIT_ROUNDOFF
+        upper = np.nextafter((hi / (hi - zc_hi)) * (1.0 + tight) + TINY, np.inf)
+        upper = np.where(np.isfinite(hi - zc_hi) & (hi - zc_hi > 0) & np.isfinite(upper), np.minimum(upper, 1.0), 1.0)
+        lower = np.nextafter((zc_lo / (zc_lo - lo)) * (1.0 - tight) - TINY, -np.inf)
+        lower = np.where(np.isfinite(zc_lo - lo) & (zc_lo - lo > 0) & np.isfinite(lower), np.maximum(lower, 0.0), 0.0)
+        s_lo = np.where(unstable & (zc_lo >= 0), lower, 0.0)
+        s_hi = np.where(unstable & (zc_hi <= 0), upper, 1.0)
+        s_lo = np.where(on, 1.0, np.where(off, 0.0, s_lo))
+        s_hi = np.where(off, 0.0, s_hi)
     else:
-        def derivative(z):
-            s = 1.0 / (1.0 + np.exp(-z))
-            return s * (1.0 - s)
-    L = net.lipschitz
-    nearest = np.clip(0.0, lo, hi)
-    farthest = np.maximum(np.abs(lo), np.abs(hi))
-    s_hi = np.minimum(derivative(nearest) + SLOPE_SLACK, L)
-    s_lo = np.maximum(derivative(farthest) - SLOPE_SLACK, 0.0)
-    unknown = ~(np.isfinite(s_lo) & np.isfinite(s_hi)) | np.isnan(lo) | np.isnan(hi)
-    s_lo = np.where(unknown, 0.0, s_lo)
-    s_hi = np.where(unknown, L, s_hi)
+        if net.activation == "tanh":
+            def derivative(z):
+                return 1.0 - np.tanh(z) ** 2
+        else:
+            def derivative(z):
+                s = 1.0 / (1.0 + np.exp(-z))
+                return s * (1.0 - s)
+        L = net.lipschitz
+        nearest = np.clip(0.0, lo, hi)
+        farthest = np.maximum(np.abs(lo), np.abs(hi))
+        s_hi = np.minimum(derivative(nearest) + SLOPE_SLACK, L)
+        s_lo = np.maximum(derivative(farthest) - SLOPE_SLACK, 0.0)
+        unknown = ~(np.isfinite(s_lo) & np.isfinite(s_hi)) | np.isnan(lo) | np.isnan(hi)
+        s_lo = np.where(unknown, 0.0, s_lo)
+        s_hi = np.where(unknown, L, s_hi)
     mid = 0.5 * s_lo + 0.5 * s_hi
-    half = np.nextafter(np.maximum(s_hi - mid, mid - s_lo), np.inf)
+    half = np.where(s_lo == s_hi, 0.0, np.nextafter(np.maximum(s_hi - mid, mid - s_lo), np.inf))
     return mid, half
 
 
