@@ -60,13 +60,13 @@ def load_data(args: argparse.Namespace, err: Any, dtype: Any = np.float64) -> Da
 
 
 def data_source(data: Dataset) -> str:
-    """How the reports name the data: ``fashion test from DIR``, ``points from FILE.npz``, ``MNIST test from
-    $SDPCERT_MNIST_DIR=DIR`` or ``packaged MNIST sample (test, first N images)``."""
+    """How the reports name the data: ``fashion test from DIR``, ``points from FILE.npz``, ``MNIST test from DIR
+    ($SDPCERT_MNIST_DIR)`` or ``packaged MNIST sample (test, first N images)``."""
     if data.verified == "sha256 (packaged)":
         return f"packaged MNIST sample ({data.split}, first {data.n} images)"
     env = os.environ.get(MNIST_DIR_ENV)
     if data.name == "mnist" and env and data.source == str(Path(env).expanduser()):
-        return f"MNIST {data.split} from ${MNIST_DIR_ENV}={env}"
+        return f"MNIST {data.split} from {env} (${MNIST_DIR_ENV})"
     name = "MNIST" if data.name == "mnist" else data.name
     return f"{name}{' ' + data.split if data.split else ''} from {data.source}"
 

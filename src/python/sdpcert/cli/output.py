@@ -69,8 +69,11 @@ def domain_text(domain: Any) -> str:
         box = f"[{lo[0]:g}, {hi[0]:g}]"
     else:
         box = "[lo, hi] (per coordinate)"
-    return (f"certified set: the l_inf ball intersected with the input domain {box} (interval, lp, best); "
-            f"sdp, spectral, frobenius: the whole ball")
+    from ..certify import METHOD_TABLE
+
+    boxed = ", ".join(name for name, spec in METHOD_TABLE.items() if spec.uses_input_domain)
+    whole = ", ".join(name for name, spec in METHOD_TABLE.items() if not spec.uses_input_domain)
+    return f"certified set: the l_inf ball intersected with the input domain {box} ({boxed}); {whole}: the whole ball"
 
 
 def pct(value: float) -> str:

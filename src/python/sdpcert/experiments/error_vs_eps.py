@@ -60,6 +60,7 @@ def error_vs_eps(net: TwoLayerNet, X: Any, y: Any, eps_values: Sequence[float],
         for method in methods:
             result = certs[(eps, method)]
             row[f"{method}_certified_error"] = result.certified_error
+            row[f"{method}_seconds"] = result.seconds
             row[f"{method}_broken"] = count_broken(result.certified, found["any_fooled"])
         row["broken"] = sum(row[f"{method}_broken"] for method in methods)
         row["attack_seconds"] = time.perf_counter() - t0
@@ -93,7 +94,8 @@ def plot_error_vs_eps(rows: Sequence[dict], path: str | Path, title: str = "",
     eps = [row["eps"] for row in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     names = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW-l_inf", "sdp": "SDP certificate", "lp": "LP certificate",
-             "spectral": "spectral bound", "frobenius": "Frobenius bound"}
+             "spectral": "spectral bound", "frobenius": "Frobenius bound", "interval": "interval bound",
+             "lp-opt": "LP, optimised slopes", "sdp-example": "per-example SDP", "best": "best (cascade)"}
     for attack in attacks:
         ax.plot(eps, [100 * row[f"{attack}_error"] for row in rows], marker="o", label=f"{names[attack]} (attack)")
     for method in methods:
