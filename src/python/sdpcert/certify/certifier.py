@@ -111,7 +111,7 @@ METHOD_TABLE: dict[str, CertificationMethod] = {
         margins=lp.lp_opt_region_margins, activations=("relu",), default=False),
     "sdp-example": CertificationMethod(
         "sdp-example", "the paper's SDP per example and target: stable units fixed, each unit's slope range and the "
-        "input box; per target the smaller of it and the LP (interval for tanh/sigmoid)",
+        "input box; per target the smaller of it and lp-opt (interval for tanh/sigmoid)",
         margins=example_sdp.sdp_example_region_margins, default=False),
     "interval": CertificationMethod(
         "interval", "interval bound propagation, per example over the ball (and the input box)",

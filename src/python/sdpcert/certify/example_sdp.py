@@ -25,7 +25,7 @@ size 1 + |A|). Stable units cost nothing; the ball's symmetric box becomes the e
 centre c (for the ball c = x, for a box the box's centre: no offset term appears). Against the paper's per-model
 certificate this sees which units are stable at x and the input box; against the LP it keeps the SDP's coupling of
 the unstable units. Neither dominates, so each (example, target) reports the smaller of this bound and the cheap
-per-example bound (LP for ReLU, interval otherwise), and the SDP is solved only where the cheap bound does not
+per-example bound (lp-opt for ReLU, interval otherwise), and the SDP is solved only where the cheap bound does not
 already certify the target.
 
 Rounding (docs/design.md §4; rounding.py). The core proves its bound for G's floats taken as exact; here
@@ -132,9 +132,10 @@ def slope_ranges(net: TwoLayerNet, pre: PreactivationBounds) -> tuple[np.ndarray
 
 
 def _cheap_bounds(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarray:
-    """(n, k) proven bounds that decide which targets need an SDP: the LP for ReLU nets, interval bounds otherwise."""
+    """(n, k) proven bounds that decide which targets need an SDP: lp-opt for ReLU nets (the triangle LP; the very
+    computation of the lp-opt method on the same block, hence never above lp or lp-opt), interval bounds otherwise."""
     if net.activation == "relu":
-        return lp._rigorous_block(net, region, y)
+        return lp._optimised_block(net, region, y)
     return interval._rigorous_block(net, region, y)
 
 
