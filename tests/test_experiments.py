@@ -51,3 +51,19 @@ def test_bad_radii():
     with pytest.raises(SdpcertError, match="eps must be >= 0"):
         error_vs_eps(net, X, y, [0.1, -0.1])
     assert np.isfinite(error_vs_eps(net, X, y, [0.01], attacks=("fgsm",))[0]["fgsm_error"])
+
+
+def test_certificates_command_times_every_method(mnist_dir, tmp_path):
+    """``python -m sdpcert.experiments certificates``: every method that applies, over [0, 1], timed, none broken."""
+    from sdpcert.certify import methods_for
+    from sdpcert.experiments.__main__ import main
+    from sdpcert.model import load_pretrained
+
+    code = main(["certificates", "--data", str(mnist_dir), "--limit", "40", "--eps", "0.05,0.1", "--out",
+                 str(tmp_path)])
+    assert code == 0
+    lines = (tmp_path / "certificates.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    for method in methods_for(load_pretrained("sdp-nn"), every=True):
+        assert f"{method}_certified_error" in header and f"{method}_seconds" in header
+    assert len(lines) == 3 and (tmp_path / "certificates.png").stat().st_size > 10_000
