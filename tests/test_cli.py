@@ -78,10 +78,11 @@ def test_certify_table_and_json(capsys, tmp_path, model_path, no_mnist_env):
 
     # the numbers are those of the library, and each one is in the table
     X, y = load_mnist_sample("test")
-    certifier = Certifier(net)
+    certifier = Certifier(net, input_domain=(0.0, 1.0))  # the default for data in [0, 1]: pixels
     np.testing.assert_array_equal(upper, certifier.pair_bounds().upper)
-    assert len(report["results"]) == 8  # 2 radii x (sdp, spectral, frobenius, lp): all that apply to a ReLU net
-    assert {e["method"] for e in report["results"]} == {"sdp", "spectral", "frobenius", "lp"}
+    assert len(report["results"]) == 10  # 2 radii x (sdp, spectral, frobenius, lp, best): all that apply to ReLU
+    assert {e["method"] for e in report["results"]} == {"sdp", "spectral", "frobenius", "lp", "best"}
+    assert "input domain [0, 1]" in out
     for entry in report["results"]:
         direct = certifier.certify(X, y, entry["eps"], entry["method"])
         assert entry["certified_error"] == direct.certified_error

@@ -20,7 +20,7 @@ from ..data import load_mnist, resolve_mnist_folder
 from ..errors import SdpcertError
 from ..experiments.soundness import soundness_entry
 from .inputs import (attack_list, attack_settings, check_limit, data_report, data_source, finite_logits,
-                     json_path as json_path_of, load_model_and_data, load_model_arg)
+                     json_path as json_path_of, load_model_and_data, load_model_arg, resolve_input_domain)
 from .output import (ATTACK_NAMES, Bars, consoles, domain_text, fail_unsound, model_info, pct, print_attack_table,
                      print_errors, write_json)
 
@@ -44,17 +44,18 @@ def cmd_certify(args: argparse.Namespace) -> int:
     if len(y) == 0:
         raise SdpcertError(f"no examples to certify ({source}); use --limit 1 or more")
     finite_logits(net, X)
-    certifier = Certifier(net, rel_tol=args.rel_tol, input_domain=args.input_domain)
+    certifier = Certifier(net, rel_tol=args.rel_tol, input_domain=resolve_input_domain(args.input_domain, X))
     t_load = time.perf_counter() - t0
 
     if args.methods is None:
-        args.methods = list(methods_for(net))
+        args.methods = [*methods_for(net), "best"]
     results, pairs, t_pairs, t_certify = _certify_timed(certifier, X, y, eps_values, args.methods, err,
                                                         progress=not args.no_progress)
 
     rows = [{"eps": eps, "clean_error": results[(eps, args.methods[0])].clean_error,
              "certified_error": {m: results[(eps, m)].certified_error for m in args.methods}} for eps in eps_values]
-    print_errors(out, f"{args.model} on {source} (n = {len(y)}); {domain_text(certifier.input_domain)}", rows,
+    print_errors(out, f"{args.model} on {source} (n = {len(y)}); "
+                      f"{domain_text(certifier.input_domain, args.methods)}", rows,
                  args.methods, False)
     for eps in eps_values:
         if "best" in args.methods:
@@ -119,7 +120,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     clean_wrong = np.argmax(finite_logits(net, X), axis=1) != y
     fooled, t_attack = _run_attacks(net, X, y, eps_values, attacks, settings, err)
-    domain = args.input_domain
+    domain = resolve_input_domain(args.input_domain, X)  # the data are in [0, 1] here: auto means 0,1
     if domain is not None and tuple(domain) != (0.0, 1.0):
         raise SdpcertError(f"--input-domain {domain[0]:g},{domain[1]:g}: the attacks search [0, 1] (they clip to "
                            f"it), so the certificates they check must be proven for 0,1 or none (the whole ball)")
@@ -308,6 +309,7 @@ def cmd_export_vnnlib(args: argparse.Namespace) -> int:
                            f"numbered 0..{data.n - 1}")
     X, y = data.X[indices], data.y[indices]
     finite_logits(net, X)
+    args.input_domain = resolve_input_domain(args.input_domain, data.X)
     domain = check_input_domain(args.input_domain, net.d)
     if domain is not None:
         outside = (X < domain[0]) | (X > domain[1])

@@ -88,6 +88,14 @@ def check_data_fits(net: TwoLayerNet, data: Dataset, model_name: Any) -> None:
                          f"{data.k} (labels 0..{data.k - 1}): the model and the data must have the same classes")
 
 
+def resolve_input_domain(domain: Any, X: np.ndarray) -> Any:
+    """``--input-domain``'s value for the data X: "auto" becomes (0, 1) when every input lies in [0, 1] (images),
+    else None (the whole ball); anything else is returned as given (checked later by the certifier)."""
+    if isinstance(domain, str) and domain == "auto":
+        return (0.0, 1.0) if X.size == 0 or (float(np.min(X)) >= 0.0 and float(np.max(X)) <= 1.0) else None
+    return domain
+
+
 def check_limit(args: argparse.Namespace, verb: str) -> None:
     """--limit 0 is refused before anything is loaded: an error rate over no examples is not a result."""
     if args.limit == 0:

@@ -60,8 +60,8 @@ class Bars:
         self.progress.update(self.tasks[stage], completed=done, total=total, description=description, rate=rate)
 
 
-def domain_text(domain: Any) -> str:
-    """How a report names the set the certificates are about."""
+def domain_text(domain: Any, methods: Any = None) -> str:
+    """How a report names the set the certificates are about (for ``methods``, default every method)."""
     if domain is None:
         return "certified set: the whole l_inf ball"
     lo, hi = domain
@@ -71,9 +71,14 @@ def domain_text(domain: Any) -> str:
         box = "[lo, hi] (per coordinate)"
     from ..certify import METHOD_TABLE
 
-    boxed = ", ".join(name for name, spec in METHOD_TABLE.items() if spec.uses_input_domain)
-    whole = ", ".join(name for name, spec in METHOD_TABLE.items() if not spec.uses_input_domain)
-    return f"certified set: the l_inf ball intersected with the input domain {box} ({boxed}); {whole}: the whole ball"
+    names = [name for name in METHOD_TABLE if methods is None or name in methods]
+    boxed = ", ".join(name for name in names if METHOD_TABLE[name].uses_input_domain)
+    whole = ", ".join(name for name in names if not METHOD_TABLE[name].uses_input_domain)
+    text = "certified set: the l_inf ball intersected with the input domain " + box
+    if boxed and whole:
+        return f"{text} ({boxed}); {whole}: the whole ball"
+    return text if boxed else "certified set: the whole l_inf ball (the input domain " + box + " is not used by " + \
+        whole + ")"
 
 
 def pct(value: float) -> str:

@@ -44,6 +44,17 @@ def _input_domain(text: str):
         raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0,1) or none; got {text!r}") from None
 
 
+def _input_domain_or_auto(text: str):
+    """As ``_input_domain``, and 'auto' -> 'auto': [0, 1] when the data lie in it, else none (decided by the command
+    once the data are loaded: ``inputs.resolve_input_domain``)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _input_domain(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0,1), auto or none; got {text!r}") from None
+
+
 def _nonneg_int(text: str) -> int:
     try:
         value = int(text)
@@ -85,9 +96,9 @@ def _seed(text: str) -> int:
     return value
 
 
-#: ``certify --input-domain``'s default. "none" (the whole ball) keeps the command's numbers those of
-#: ``Certifier(net)``, as tests/test_cli.py expects; "0,1" (pixels) would certify more with the per-example methods.
-CERTIFY_INPUT_DOMAIN = "none"
+#: ``certify --input-domain``'s default: [0, 1] for data in [0, 1] (images: pixels cannot leave it, and the per-example
+#: methods certify far more over the ball intersected with it), else the whole ball; the report says which.
+CERTIFY_INPUT_DOMAIN = "auto"
 
 _DATA_HELP = ("the data: a folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST, EMNIST; raw or .gz) or an "
               ".npz holding exactly X (n, d) floats and y (n,) integer labels; checked (MNIST's md5s when the files "
@@ -105,9 +116,11 @@ _JSON_HELP = ("write all numbers to this JSON file (numbers that are not finite,
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
+    from ..certify import ALL_METHODS, CASCADE, METHOD_TABLE, METHODS
     from ..experiments.demo import DEFAULT_EPS
     from ..training import OBJECTIVES
 
+    PER_EXAMPLE = [m for m in ALL_METHODS if METHOD_TABLE[m].uses_input_domain]
     parser = argparse.ArgumentParser(
         prog="sdpcert",
         description="Sound SDP robustness certificates for one-hidden-layer networks "
@@ -131,14 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--split", choices=("train", "test"), default="test", help=_SPLIT_HELP)
     cert.add_argument("--limit", type=_nonneg_int, default=None, help="use only the first N examples (N >= 1)")
     cert.add_argument("--methods", type=_method_list, default=None,
-                      help="comma-separated subset of sdp,spectral,frobenius,lp,interval,best (default: sdp, "
-                           "spectral, frobenius and lp, those that apply to the model; lp needs a ReLU net; best: "
-                           "interval -> lp -> sdp -> ... per example until certified)")
-    cert.add_argument("--input-domain", type=_input_domain, default=CERTIFY_INPUT_DOMAIN, metavar="LO,HI",
-                      help="the inputs' box, e.g. 0,1 for pixels in [0, 1]: the per-example methods (interval, lp, "
-                           "best) then certify the ball intersected with it; sdp, spectral and frobenius always "
-                           f"certify the whole ball (default {CERTIFY_INPUT_DOMAIN}: the whole ball for every "
-                           "method)")
+                      help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: {', '.join(METHODS)} and "
+                           "best, those that apply to the model; the LPs need a ReLU net; best: "
+                           f"{' -> '.join(CASCADE)} per example until certified)")
+    cert.add_argument("--input-domain", type=_input_domain_or_auto, default=CERTIFY_INPUT_DOMAIN, metavar="LO,HI",
+                      help="the inputs' box, e.g. 0,1 for pixels in [0, 1]: the per-example methods "
+                           f"({', '.join(PER_EXAMPLE)}) then certify the ball intersected with it; "
+                           f"{', '.join(m for m in ALL_METHODS if m not in PER_EXAMPLE)} always certify the whole "
+                           "ball. none: the whole ball for every method. Default auto: 0,1 when every input lies in "
+                           "[0, 1] (images), else none; the report names the set")
     cert.add_argument("--no-progress", action="store_true", help="no progress bars")
     cert.add_argument("--rel-tol", type=float, default=1e-6,
                       help="target relative gap of each pair SDP (default 1e-6; the bound is proven at any tol)")
@@ -171,9 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--certify-methods", type=_method_list, default=None, metavar="METHODS",
                      help="with --check-certificates: the certification methods (default sdp,spectral,frobenius,lp "
                           "that apply; also interval, best)")
-    att.add_argument("--input-domain", type=_input_domain, default="none", metavar="LO,HI",
-                     help="with --check-certificates: the box the certificates are proven for, none (the whole "
-                          "ball, default) or 0,1 (the attacks' own box: they clip to [0, 1])")
+    att.add_argument("--input-domain", type=_input_domain_or_auto, default="auto", metavar="LO,HI",
+                     help="with --check-certificates: the box the certificates are proven for, 0,1 (the attacks' "
+                          "own box: they clip to [0, 1]; also what the default auto means here) or none (the whole "
+                          "ball)")
     att.add_argument("--json", metavar="OUT", default=None, help=_JSON_HELP)
 
     demo = sub.add_parser("demo", help="train a small net on packaged MNIST, certify it and attack it (~1 minute)",
