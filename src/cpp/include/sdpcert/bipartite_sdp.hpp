@@ -240,21 +240,25 @@ inline BipartiteSdpResult solve_bipartite_sdp(const Mat& G, double threshold, co
 }
 
 /// @brief Many bipartite SDPs at once, `threads` OpenMP threads across problems (0: all); each problem is solved by
-/// the same sequential code whatever the thread count, so results do not depend on it.
+/// the same sequential code whatever the thread count, so results do not depend on it. `starts` (optional, one per
+/// problem): the value that replaces the problem's index in its start (opt.seed + starts[p]), so that a problem gets
+/// the same start in whatever batch it is solved.
 inline std::vector<BipartiteSdpResult> solve_bipartite_sdps(const std::vector<Mat>& Gs, const Vec& thresholds,
-                                                            const BipartiteSdpOptions& opt, int threads) {
+                                                            const BipartiteSdpOptions& opt, int threads,
+                                                            const std::vector<uint64_t>* starts = nullptr) {
   std::vector<BipartiteSdpResult> out(Gs.size());
   std::vector<char> refused(Gs.size(), 0);
+  auto start_of = [&](size_t p) { return starts ? (*starts)[p] : static_cast<uint64_t>(p); };
   parallel_for_pairs(static_cast<long>(Gs.size()), threads, [&](long p) {
     if (!gradual_underflow()) {  // this worker flushes subnormals: it could prove nothing (fp_environment.hpp)
       refused[p] = 1;
       return;
     }
-    out[p] = solve_bipartite_sdp(Gs[p], thresholds(p), opt, static_cast<uint64_t>(p));
+    out[p] = solve_bipartite_sdp(Gs[p], thresholds(p), opt, start_of(p));
   });
   // Those problems run on this thread, which computes them the same way (or proves nothing either: +inf).
   for (size_t p = 0; p < Gs.size(); ++p)
-    if (refused[p]) out[p] = solve_bipartite_sdp(Gs[p], thresholds(p), opt, static_cast<uint64_t>(p));
+    if (refused[p]) out[p] = solve_bipartite_sdp(Gs[p], thresholds(p), opt, start_of(p));
   return out;
 }
 

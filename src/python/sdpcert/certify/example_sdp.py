@@ -46,6 +46,7 @@ A non-finite value anywhere (overflow) gives +inf: not certified, never a smalle
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -179,6 +180,12 @@ def _balanced(G: np.ndarray) -> tuple[np.ndarray, int, float]:
     return scaled, e, lost
 
 
+def _start_of(center: np.ndarray, j: int) -> int:
+    """The solver's random start for (example, target): from the example's centre and j, so that a problem gets the
+    same start (and bound) in whatever chunk or batch it is solved -- results do not depend on the chunking."""
+    return zlib.crc32(np.ascontiguousarray(center).tobytes(), j) * 16 + j
+
+
 def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarray:
     """(n, k) proven bounds for a block of examples: per (example, target) the smaller of the cheap bound and the
     per-example SDP bound (module docstring). Targets are visited hardest first (by the cheap bound), one batched core
@@ -201,7 +208,7 @@ def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarr
     order = np.argsort(-np.where(np.isfinite(cheap), cheap, np.inf), axis=1, kind="stable")
     alive = np.isfinite(base).all(axis=1) & np.isfinite(pre.z_hat).all(axis=1)
     for rank in range(k - 1):
-        jobs, Gs, thresholds, extras = [], [], [], []
+        jobs, Gs, thresholds, extras, starts = [], [], [], [], []
         for i in np.flatnonzero(alive):
             j = int(order[i, rank])
             if j == y[i] or not cheap[i, j] >= 0:
@@ -216,12 +223,13 @@ def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarr
                 alive[i] = False
                 continue
             jobs.append((i, j))
+            starts.append(_start_of(region.center[i], j))
             Gs.append(np.asfortranarray(Gp))
             thresholds.append(float(np.ldexp(need, e)))
             extras.append((e, e_total, lost))
         if not jobs:
             continue
-        out = _core.solve_bipartite_sdps(Gs, np.array(thresholds), threads=0, **_SOLVER)
+        out = _core.solve_bipartite_sdps(Gs, np.array(thresholds), threads=0, starts=starts, **_SOLVER)
         for (i, j), upper, (e, e_total, lost) in zip(jobs, out["upper"], extras):
             with np.errstate(over="ignore", invalid="ignore"):
                 rest = round_up(float(scale_up_by_power_of_two(upper, -e)) + e_total + lost, 3, products=0)
