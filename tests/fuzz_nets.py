@@ -471,11 +471,15 @@ def smooth_worst_points(exact: ExactNet, x: Sequence[Fraction], y: int, eps: Fra
 
 
 def exact_worst_margin(exact: ExactNet, points: Sequence[Sequence[Fraction]], y: int):
-    """(value, slack, point, j): the largest exact margin max_{j != y} f_j - f_y over the given points."""
+    """(value, slack, point, j): the largest exact margin max_{j != y} f_j - f_y over the given points. A class whose
+    output row and bias equal the label's has margin exactly 0 everywhere: reported as the exact Fraction 0 (an
+    mpmath value with its slack cannot show that a bound of, say, 1e-322 covers it)."""
     best = None
     for p in points:
         margins, slack = exact.margins(p, y)
         for j, v in margins.items():
+            if exact.V[j] == exact.V[y] and exact.b2[j] == exact.b2[y]:
+                v, slack = Fraction(0), {**slack, j: 0}
             if best is None or v > best[0]:
                 best = (v, slack[j], p, j)
     return best

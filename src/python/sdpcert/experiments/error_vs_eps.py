@@ -96,11 +96,16 @@ def plot_error_vs_eps(rows: Sequence[dict], path: str | Path, title: str = "",
     names = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW-l_inf", "sdp": "SDP certificate", "lp": "LP certificate",
              "spectral": "spectral bound", "frobenius": "Frobenius bound", "interval": "interval bound",
              "lp-opt": "LP, optimised slopes", "sdp-example": "per-example SDP", "best": "best (cascade)"}
+    if "sdp-example" in methods or "lp-opt" in methods:  # per-example methods shown: say which bounds are per model
+        names = {**names, "sdp": "SDP certificate (per model)"}
     for attack in attacks:
         ax.plot(eps, [100 * row[f"{attack}_error"] for row in rows], marker="o", label=f"{names[attack]} (attack)")
     for method in methods:
-        ax.plot(eps, [100 * row[f"{method}_certified_error"] for row in rows], marker="s", linestyle="--",
-                label=names.get(method, method))
+        # best is the per-example minimum, so it lies on one of the other lines: drawn wide and pale underneath
+        style = dict(linewidth=5, alpha=0.35, zorder=1, marker=None) if method == "best" else \
+            dict(marker="^" if method == "sdp-example" else "s", linestyle="--", zorder=2)
+        ax.plot(eps, [100 * row[f"{method}_certified_error"] for row in rows], label=names.get(method, method),
+                **style)
     ax.set_xlabel("eps (l_inf)")
     ax.set_ylabel("error %")
     ax.set_ylim(0, 100)
