@@ -234,3 +234,29 @@ def test_bounds_do_not_depend_on_the_chunking():
     # the cheap bounds' BLAS blocks differ with the chunking in the last bits; the SDP bounds themselves do not
     np.testing.assert_allclose(parts[finite], whole[finite], rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(parts.max(axis=1) < 0, whole.max(axis=1) < 0)
+
+
+FORKED_RUN = """
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from sdpcert import Certifier, load_mnist_sample
+from sdpcert.model import load_pretrained
+net = load_pretrained("sdp-nn")
+X, y = load_mnist_sample("test", limit=40)
+cert = Certifier(net, input_domain=(0.0, 1.0))
+serial = cert.certify(X, y, 0.1, "sdp-example")   # the parent runs OpenMP regions before it forks
+with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+    forked = cert.certify(X, y, 0.1, "sdp-example", executor=pool, chunk_size=20)
+assert (serial.certified == forked.certified).all() and serial.certified.sum() > 0
+print("ok")
+"""
+
+
+def test_a_fork_based_process_pool_does_not_hang():
+    """libgomp's thread pool does not survive fork(): a forked worker must not open an OpenMP region (it would hang).
+    Run in a child process with a time limit, so that a regression fails instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORKED_RUN], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]

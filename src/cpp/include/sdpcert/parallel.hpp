@@ -26,6 +26,10 @@ void parallel_for_pairs(long n, int threads, F&& body) {
   std::exception_ptr error;
   std::mutex error_mutex;
   if (threads <= 0) threads = available_threads();
+  if (threads == 1) {  // no OpenMP region at all: safe in a child forked after the parent used OpenMP (libgomp is not)
+    for (long i = 0; i < n; ++i) body(i);
+    return;
+  }
 #ifdef SDPCERT_HAVE_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
 #endif

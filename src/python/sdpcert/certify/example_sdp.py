@@ -46,6 +46,7 @@ A non-finite value anywhere (overflow) gives +inf: not certified, never a smalle
 
 from __future__ import annotations
 
+import os
 import zlib
 from typing import Any
 
@@ -180,6 +181,16 @@ def _balanced(G: np.ndarray) -> tuple[np.ndarray, int, float]:
     return scaled, e, lost
 
 
+#: The process that imported this module. In a child forked from it (a fork-based ProcessPoolExecutor on Linux) the
+#: core must not open an OpenMP region: libgomp's thread pool does not survive fork() and the child would hang.
+_IMPORT_PID = os.getpid()
+
+
+def _core_threads() -> int:
+    """OpenMP threads for the core's batch: all of them (0), or 1 (no OpenMP region) in a forked child."""
+    return 0 if os.getpid() == _IMPORT_PID else 1
+
+
 def _start_of(center: np.ndarray, j: int) -> int:
     """The solver's random start for (example, target): from the example's centre and j, so that a problem gets the
     same start (and bound) in whatever chunk or batch it is solved -- results do not depend on the chunking."""
@@ -229,7 +240,7 @@ def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarr
             extras.append((e, e_total, lost))
         if not jobs:
             continue
-        out = _core.solve_bipartite_sdps(Gs, np.array(thresholds), threads=0, starts=starts, **_SOLVER)
+        out = _core.solve_bipartite_sdps(Gs, np.array(thresholds), threads=_core_threads(), starts=starts, **_SOLVER)
         for (i, j), upper, (e, e_total, lost) in zip(jobs, out["upper"], extras):
             with np.errstate(over="ignore", invalid="ignore"):
                 rest = round_up(float(scale_up_by_power_of_two(upper, -e)) + e_total + lost, 3, products=0)
