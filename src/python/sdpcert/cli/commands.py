@@ -251,7 +251,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                          at_steps=args.at_steps, data=args.data, limit=args.limit, test_limit=args.test_limit,
                          out_dir=args.out, resume=args.resume, threads=args.threads, eig_iters=args.eig_iters,
                          lp_eps_ramp_epochs=args.lp_eps_ramp_epochs, snapshot_every=args.snapshot_every,
-                         device=args.device)
+                         device=args.device, eval_eps=args.eval_eps,
+                         input_domain=None if args.input_domain is None else list(args.input_domain),
+                         cert_warmup_epochs=args.cert_warmup_epochs, cert_ramp_epochs=args.cert_ramp_epochs,
+                         cert_kappa_start=args.cert_kappa_start, cert_kappa_end=args.cert_kappa_end,
+                         cert_lower_slopes=args.cert_lower_slopes, cert_interval_weight=args.cert_interval_weight)
     if args.data is None:
         err.print("note: no --data: training on the packaged MNIST sample (2000 train / 1000 test images)",
                   highlight=False, soft_wrap=True, markup=False)
@@ -269,6 +273,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         last = history[-1]
         summary = (f"done: {args.objective}, {len(history)} epochs, clean test error {100 * last['clean_error']:.2f}%")
+        if "lp_box_certified_error" in last:
+            summary += (f", LP-certified error over the input box {100 * last['lp_box_certified_error']:.2f}% "
+                        f"at eps {last['eval_eps']:g}")
         if "dual_certified_error" in last:
             summary += (f", dual-certificate certified error {100 * last['dual_certified_error']:.2f}% "
                         f"at eps {last['eps_train']:g}")

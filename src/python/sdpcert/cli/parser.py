@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from ..certify import ALL_METHODS, CASCADE, METHOD_TABLE, METHODS
     from ..experiments.demo import DEFAULT_EPS
-    from ..training import OBJECTIVES
+    from ..training import OBJECTIVES, TRAIN_OBJECTIVES
 
     PER_EXAMPLE = [m for m in ALL_METHODS if METHOD_TABLE[m].uses_input_domain]
     parser = argparse.ArgumentParser(
@@ -217,13 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the training loss, the clean test error and, for sdp objectives, the dual "
                                     "certificate (proven certified error at --eps-train from the current c_ij). "
                                     "Writes model.npz, log.json, log.csv and checkpoint.pt to --out.")
-    tr.add_argument("--objective", choices=OBJECTIVES, required=True, help="training objective")
+    tr.add_argument("--objective", choices=TRAIN_OBJECTIVES, required=True,
+                    help="training objective: the paper's seven, or crown-box (the robust cross-entropy of "
+                         "linear-relaxation margin bounds over the ball intersected with --input-domain)")
     tr.add_argument("--epochs", type=_pos_int, required=True, help="total epochs (with --resume: including done ones)")
     tr.add_argument("--hidden", type=_pos_int, default=500, help="hidden units m (default 500)")
     tr.add_argument("--batch-size", type=_pos_int, default=100, help="minibatch size (default 100)")
     tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     tr.add_argument("--lr-decay-every", type=_pos_int, default=30, help="lr x 0.1 every N epochs (default 30)")
-    tr.add_argument("--eps-train", type=float, default=0.1, help="radius of the logged dual certificate (default 0.1)")
+    tr.add_argument("--eps-train", type=float, default=0.1,
+                    help="radius of the logged dual certificate; lp, crown-box: the training radius (default 0.1)")
     tr.add_argument("--sdp-lambda", type=float, default=0.05, help="penalty weight lambda (default 0.05)")
     tr.add_argument("--sdp-loss-scale", type=float, default=10.0,
                     help="factor on the mean hinge in the sdp objectives (default 10; see docs/design.md §2)")
@@ -233,6 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sdp-weighted: refresh the pair weights every N epochs (default 20)")
     tr.add_argument("--lp-eps-ramp-epochs", type=_pos_int, default=5,
                     help="lp: epochs over which the training radius grows linearly to --eps-train (default 5)")
+    tr.add_argument("--eval-eps", type=float, default=None,
+                    help="lp, crown-box: radius of the proven LP certificate logged every epoch (default: "
+                         "--eps-train)")
+    tr.add_argument("--input-domain", type=_input_domain, default=(0.0, 1.0), metavar="LO,HI",
+                    help="crown-box: the box the inputs live in, intersected with every ball in the training bound "
+                         "and the logged certificate (default 0,1 for pixels; none: the whole ball)")
+    tr.add_argument("--cert-warmup-epochs", type=_nonneg_int, default=0,
+                    help="crown-box: epochs of natural training (radius 0) before the ramp (default 0)")
+    tr.add_argument("--cert-ramp-epochs", type=_nonneg_int, default=8,
+                    help="crown-box: epochs over which the training radius grows linearly from 0 to --eps-train and "
+                         "kappa moves to --cert-kappa-end, per step (default 8)")
+    tr.add_argument("--cert-kappa-start", type=float, default=1.0,
+                    help="crown-box: weight of the natural cross-entropy at the start (default 1)")
+    tr.add_argument("--cert-kappa-end", type=float, default=0.0,
+                    help="crown-box: weight of the natural cross-entropy after the ramp; the robust one gets "
+                         "1 - kappa (default 0)")
+    tr.add_argument("--cert-lower-slopes", choices=("adaptive", "chord"), default="chord",
+                    help="crown-box: lower slope of unstable units, chord (Wong-Kolter) or adaptive (CROWN) "
+                         "(default chord)")
+    tr.add_argument("--cert-interval-weight", type=float, default=0.0,
+                    help="crown-box: weight in [0, 1] of the interval (IBP) bound mixed into the margin bounds "
+                         "(default 0)")
     tr.add_argument("--snapshot-every", type=int, default=0,
                     help="also keep DIR/model_epochNNN.npz every N epochs (default 0: only the last model)")
     tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")

@@ -10,6 +10,9 @@
   certified error on data from them.
 - :func:`certified_dual_bounds`, :func:`top_eigenpairs`, :class:`EigenWarmStart`, :func:`pair_matrix_torch`.
 - :func:`lp_margin_bounds_torch`, :func:`lp_robust_loss` -- the Wong-Kolter LP bound in torch (LP-NN training).
+- :func:`linear_margin_bounds_torch`, :func:`interval_margin_bounds_torch`, :func:`certified_cross_entropy` -- margin
+  bounds over the ball intersected with an input box such as [0, 1] (linear relaxation with adaptive or chord lower
+  slopes, interval), and their robust cross-entropy (the ``crown-box`` training objective; ``box_bound``).
 
 Threads (:mod:`.threads`): the op's own work runs on one torch thread and one core thread whatever
 ``torch.set_num_threads`` says; a :class:`ThreadOversubscriptionWarning` (once per process) says to call
@@ -17,10 +20,12 @@ Threads (:mod:`.threads`): the op's own work runs on one torch thread and one co
 
 Modules, in the order they build on each other: ``checks`` (argument checks), ``threads`` (sharing the cores
 with torch), ``eigen`` (warm starts and the two eigen backends), ``penalty`` (the autograd op, the proven bounds,
-the eigen worker thread), ``regularizer`` (the module), ``lp`` (the LP bound for training).
+the eigen worker thread), ``regularizer`` (the module), ``lp`` (the LP bound for training), ``box_bound`` (the
+bounds over the input box for training).
 """
 
 from .eigen import EigenWarmStart, Eigenpairs, pair_matrix_torch, top_eigenpairs
+from .box_bound import certified_cross_entropy, interval_margin_bounds_torch, linear_margin_bounds_torch
 from .lp import lp_margin_bounds_torch, lp_robust_loss
 from .penalty import certified_dual_bounds, pair_dual_penalty
 from .regularizer import DualCertificateRegularizer
@@ -28,4 +33,5 @@ from .threads import ThreadOversubscriptionWarning
 
 __all__ = ["DualCertificateRegularizer", "ThreadOversubscriptionWarning", "EigenWarmStart", "Eigenpairs",
            "certified_dual_bounds", "pair_dual_penalty",
-           "pair_matrix_torch", "top_eigenpairs", "lp_margin_bounds_torch", "lp_robust_loss"]
+           "pair_matrix_torch", "top_eigenpairs", "lp_margin_bounds_torch", "lp_robust_loss",
+           "linear_margin_bounds_torch", "interval_margin_bounds_torch", "certified_cross_entropy"]

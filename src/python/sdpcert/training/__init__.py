@@ -1,7 +1,8 @@
 """Training the paper's networks (§6, docs/design.md §6): ``train(TrainConfig(objective="sdp", epochs=...))``.
 
-- :mod:`.config` -- :class:`TrainConfig` and ``OBJECTIVES``, the one list of objectives (= the seven networks of
-  ``sdpcert reproduce``);
+- :mod:`.config` -- :class:`TrainConfig` and ``OBJECTIVES``, the one list of the paper's objectives (= the seven
+  networks of ``sdpcert reproduce``), and ``EXTRA_OBJECTIVES`` (``crown-box``: certified training over the input
+  box) that ``sdpcert train`` also accepts;
 - :mod:`.objectives` -- one loss function per objective (what each objective is: see there);
 - :mod:`.dual` -- the dual certificate from the current c_ij (proven, logged every epoch by the sdp objectives);
 - :mod:`.trainer` -- :class:`Trainer`: model, optimizer, regularizer, generator, steps, checkpoints;
@@ -22,12 +23,14 @@ strings only) and gives the same weights as an uninterrupted run. Training runs 
 (default 1: a fixed reduction order, and the fastest choice for these GEMMs on a small shared machine).
 """
 
-from .config import CHECKPOINT_NAME, LOG_CSV_NAME, LOG_JSON_NAME, MODEL_NAME, OBJECTIVES, TrainConfig
+from .config import (CHECKPOINT_NAME, EXTRA_OBJECTIVES, LOG_CSV_NAME, LOG_JSON_NAME, MODEL_NAME, OBJECTIVES,
+                     TRAIN_OBJECTIVES, TrainConfig)
 from .dual import certified_error_from_growth, dual_growth
 from .loop import format_epoch, load_split, train
 from .objectives import LOSSES, multiclass_hinge, pgd_torch
 from .trainer import Trainer, threads_for, torch_threads
 
-__all__ = ["TrainConfig", "OBJECTIVES", "train", "Trainer", "load_split", "format_epoch", "threads_for",
+__all__ = ["TrainConfig", "OBJECTIVES", "EXTRA_OBJECTIVES", "TRAIN_OBJECTIVES", "train", "Trainer", "load_split",
+           "format_epoch", "threads_for",
            "torch_threads", "certified_error_from_growth", "dual_growth", "multiclass_hinge", "pgd_torch", "LOSSES",
            "CHECKPOINT_NAME", "MODEL_NAME", "LOG_JSON_NAME", "LOG_CSV_NAME"]

@@ -18,12 +18,23 @@ from typing import Optional
 from .._checks import nonnegative_int, positive_int
 from ..errors import SdpcertError
 
-__all__ = ["TrainConfig", "OBJECTIVES", "CHECKPOINT_NAME", "MODEL_NAME", "LOG_JSON_NAME", "LOG_CSV_NAME",
-           "RESUME_KEYS"]
+__all__ = ["TrainConfig", "OBJECTIVES", "EXTRA_OBJECTIVES", "TRAIN_OBJECTIVES", "CHECKPOINT_NAME", "MODEL_NAME",
+           "LOG_JSON_NAME", "LOG_CSV_NAME", "RESUME_KEYS"]
 
 #: The training objectives, in the order of the paper's figures: naive, Frobenius, spectral, adversarial training,
 #: SDP (unweighted, weighted) and the LP of Wong & Kolter. See :mod:`sdpcert.training.objectives`.
 OBJECTIVES = ("nt", "fro", "spe", "at", "sdp", "sdp-weighted", "lp")
+#: Objectives beyond the paper's: ``sdpcert train`` accepts them, ``sdpcert reproduce`` (one network per entry of
+#: ``OBJECTIVES``) does not train them. ``crown-box``: the robust cross-entropy of linear-relaxation bounds over the
+#: ball intersected with the input box (:mod:`sdpcert.torch.box_bound`).
+EXTRA_OBJECTIVES = ("crown-box",)
+#: Every objective ``TrainConfig`` and ``sdpcert train`` accept.
+TRAIN_OBJECTIVES = OBJECTIVES + EXTRA_OBJECTIVES
+#: The settings only crown-box uses (eval_eps: also lp's logged certificate radius).
+CERTIFIED_KEYS = ("cert_warmup_epochs", "cert_ramp_epochs", "cert_kappa_start", "cert_kappa_end", "cert_lower_slopes",
+                  "cert_interval_weight", "input_domain", "eval_eps")
+#: crown-box: the lower-slope rules of the linear relaxation (sdpcert.torch.box_bound.LOWER_SLOPES).
+CERT_LOWER_SLOPES = ("adaptive", "chord")
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.npz"
 LOG_JSON_NAME = "log.json"
@@ -31,7 +42,7 @@ LOG_CSV_NAME = "log.csv"
 #: Fields that must agree between a checkpoint and the config that resumes it (epochs, out_dir, resume may change).
 RESUME_KEYS = ("objective", "hidden", "batch_size", "lr", "lr_decay_every", "seed", "eps_train", "sdp_lambda",
                "sdp_loss_scale", "fro_coef", "spe_coef", "at_eps", "at_step", "at_steps", "weight_refresh_every",
-               "lp_eps_ramp_epochs", "data", "limit", "test_limit")
+               "lp_eps_ramp_epochs", "data", "limit", "test_limit") + CERTIFIED_KEYS
 
 
 @dataclass
@@ -55,6 +66,19 @@ class TrainConfig:
     at_steps: int = 40
     weight_refresh_every: int = 20
     lp_eps_ramp_epochs: int = 5  # lp: the radius reaches eps_train after this many epochs
+    # crown-box (sdpcert.training.objectives): loss = kappa CE(logits) + (1 - kappa) CE(margin bounds at radius e);
+    # e = 0 and kappa = cert_kappa_start for cert_warmup_epochs, then over cert_ramp_epochs e grows linearly to
+    # eps_train and kappa moves linearly to cert_kappa_end (per step), both constant after
+    cert_warmup_epochs: int = 0  # the ramp starts at radius 0 and kappa_start: its first steps are natural training
+    cert_ramp_epochs: int = 8
+    cert_kappa_start: float = 1.0
+    cert_kappa_end: float = 0.0
+    # lower slope on unstable units with v < 0: "chord" (W-K; 0.9 points better `best` than "adaptive" (CROWN) in the
+    # A/B of docs/results/crown-box-nn)
+    cert_lower_slopes: str = "chord"
+    cert_interval_weight: float = 0.0  # weight of the interval (IBP) bound mixed into the margin bounds
+    input_domain: Optional[list] = dataclasses.field(default_factory=lambda: [0.0, 1.0])  # crown-box: [lo, hi] or None
+    eval_eps: Optional[float] = None  # radius of the logged LP certificate (lp, crown-box); None: eps_train
     snapshot_every: int = 0  # > 0: also keep out_dir/model_epochNNN.npz every this many epochs (Fig. 4b needs them)
     eig_iters: int = 8  # Lanczos matvecs per pair per step, warm started (sdp objectives)
     data: Optional[str] = None  # a folder of MNIST-format IDX files or an .npz with X, y; None: the packaged sample
@@ -66,16 +90,17 @@ class TrainConfig:
     threads: int = 1  # cores to use; the sdp objectives give one of them to the eigen-solve thread (threads_for)
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise SdpcertError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.objective not in TRAIN_OBJECTIVES:
+            raise SdpcertError(f"unknown objective {self.objective!r}; choose one of {', '.join(TRAIN_OBJECTIVES)}")
         for name in ("hidden", "epochs", "batch_size", "lr_decay_every", "at_steps", "weight_refresh_every",
                      "threads", "eig_iters", "lp_eps_ramp_epochs"):
             positive_int(name, getattr(self, name))
-        nonnegative_int("snapshot_every", self.snapshot_every)
+        for name in ("snapshot_every", "cert_warmup_epochs", "cert_ramp_epochs"):
+            nonnegative_int(name, getattr(self, name))
         for name in ("limit", "test_limit"):
             positive_int(name, getattr(self, name), optional=True)
         for name in ("lr", "eps_train", "sdp_lambda", "sdp_loss_scale", "fro_coef", "spe_coef", "at_eps",
-                     "at_step"):
+                     "at_step", "cert_kappa_start", "cert_kappa_end", "cert_interval_weight"):
             value = getattr(self, name)
             try:
                 value = float(value)
@@ -84,6 +109,7 @@ class TrainConfig:
             if not math.isfinite(value) or value < 0:
                 raise SdpcertError(f"{name} must be finite and >= 0; got {value!r}")
             setattr(self, name, value)
+        self._check_certified_settings()
         self._check_device()
         if self.lr <= 0:
             raise SdpcertError(f"lr must be > 0; got {self.lr}")
@@ -93,6 +119,37 @@ class TrainConfig:
             self.data = str(self.data)
         if self.out_dir is not None:
             self.out_dir = str(self.out_dir)
+
+    def _check_certified_settings(self) -> None:
+        """crown-box's settings (checked for every objective: a config is valid or not whatever it trains)."""
+        for name in ("cert_kappa_start", "cert_kappa_end", "cert_interval_weight"):
+            if getattr(self, name) > 1:
+                raise SdpcertError(f"{name} must lie in [0, 1]; got {getattr(self, name)}")
+        if self.cert_lower_slopes not in CERT_LOWER_SLOPES:
+            raise SdpcertError(f"cert_lower_slopes must be one of {', '.join(CERT_LOWER_SLOPES)}; got "
+                               f"{self.cert_lower_slopes!r}")
+        if self.input_domain is not None:
+            try:
+                lo, hi = (float(t) for t in self.input_domain)
+            except (TypeError, ValueError):
+                raise SdpcertError(f"input_domain must be None or two numbers [lo, hi]; got {self.input_domain!r}") \
+                    from None
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+                raise SdpcertError(f"input_domain must be two finite numbers lo < hi; got {self.input_domain!r}")
+            self.input_domain = [lo, hi]  # a list, as log.json and the checkpoint store it
+        if self.eval_eps is not None:
+            try:
+                value = float(self.eval_eps)
+            except (TypeError, ValueError):
+                raise SdpcertError(f"eval_eps must be a number; got {self.eval_eps!r}") from None
+            if not math.isfinite(value) or value < 0:
+                raise SdpcertError(f"eval_eps must be finite and >= 0; got {self.eval_eps!r}")
+            self.eval_eps = value
+
+    @property
+    def certificate_eps(self) -> float:
+        """The radius of the certificate logged every epoch: eval_eps, or eps_train when it is None."""
+        return self.eps_train if self.eval_eps is None else self.eval_eps
 
     def _check_device(self) -> None:
         """Refuse, before any work starts, a device that torch cannot parse or cannot use on this machine."""
@@ -126,4 +183,16 @@ class TrainConfig:
         return self.objective in ("sdp", "sdp-weighted")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every setting, except that the settings only crown-box uses (``CERTIFIED_KEYS``) are left out of other
+        objectives' records while at their defaults: ``sdpcert reproduce`` names its networks by a hash of this
+        dict, and the paper's seven must keep the names (and reuse the runs) they had before these settings
+        existed. A checkpoint that lacks them was written with the defaults (``Trainer.load_state``)."""
+        out = dataclasses.asdict(self)
+        if self.objective not in EXTRA_OBJECTIVES:
+            fields = {f.name: f for f in dataclasses.fields(self)}
+            for key in CERTIFIED_KEYS:
+                field = fields[key]
+                default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+                if out[key] == default:
+                    del out[key]
+        return out

@@ -1,6 +1,7 @@
 """The training loop: :func:`train` runs a :class:`~sdpcert.training.trainer.Trainer` epoch by epoch, evaluates
 every epoch (clean test error; for the sdp objectives the proven dual certificate, for lp the proven LP
-certificate) and writes the run folder (model, logs, checkpoint).
+certificate, for crown-box the proven LP certificate over the ball intersected with the input box) and writes the
+run folder (model, logs, checkpoint).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def format_epoch(row: dict) -> str:
     text = (f"epoch {row['epoch']:>3}  loss {row['train_loss']:.4f}  clean {100 * row['clean_error']:.2f}%")
     if "lp_certified_error" in row:
         text += f"  LP-cert {100 * row['lp_certified_error']:.2f}% (eps {row['eps_train']:g}; trained at {row['lp_eps']:g})"
+    if "lp_box_certified_error" in row:
+        text += (f"  LP-cert over the box {100 * row['lp_box_certified_error']:.2f}% (eps {row['eval_eps']:g}; "
+                 f"training radius {row['train_radius']:.4g}, kappa {row['kappa']:.3g})")
     if "dual_certified_error" in row:
         text += (f"  dual-cert {100 * row['dual_certified_error']:.2f}% (eps {row['eps_train']:g}, "
                  f"mean S_ij <= {row['dual_S_mean']:.4g})")
@@ -89,6 +93,13 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
     if config.objective == "at" and (train_set.X.min() < 0 or train_set.X.max() > 1):
         raise SdpcertError(f"objective at: its PGD keeps inputs in [0, 1], but the training data ({train_set.name}) "
                            f"lies in [{train_set.X.min():g}, {train_set.X.max():g}]")
+    if config.objective == "crown-box" and config.input_domain is not None:
+        lo, hi = config.input_domain
+        for part, ds in (("training", train_set), ("test", test_set)):
+            if len(ds.y) and (ds.X.min() < lo or ds.X.max() > hi):
+                raise SdpcertError(f"objective crown-box: the {part} data ({ds.name}) lies in [{ds.X.min():g}, "
+                                   f"{ds.X.max():g}], outside the input domain [{lo:g}, {hi:g}] the bounds assume "
+                                   f"(set input_domain to a box that holds it, or None for the whole ball)")
     # the torch model trains in float32 (a rounded training input is still a training input); the test data keeps
     # its dtype, so the logged errors and certificates are about the points as given
     X, y = train_set.X.astype(np.float32, copy=False), train_set.y
@@ -140,6 +151,7 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
                 task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch) if bar else None
                 for s in range(steps_per_epoch):
                     idx = order[s * config.batch_size:(s + 1) * config.batch_size]
+                    trainer.progress = epoch + s / steps_per_epoch
                     parts = trainer.step(X_t[idx].to(trainer.device), y_t[idx].to(trainer.device))
                     for key, value in parts.items():
                         sums[key] = sums.get(key, 0.0) + value
@@ -166,9 +178,17 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
                     row["dual_seconds"] = time.perf_counter() - t1
                 if config.objective == "lp":  # the LP certificate the net is trained for, proven (certify's LP)
                     t1 = time.perf_counter()
-                    worst = lp_worst_margins(net, X_test, y_test, config.eps_train)
-                    row["eps_train"] = config.eps_train
+                    worst = lp_worst_margins(net, X_test, y_test, config.certificate_eps)
+                    row["eps_train"] = config.certificate_eps
                     row["lp_certified_error"] = float((worst >= 0).mean())
+                    row["lp_seconds"] = time.perf_counter() - t1
+                if config.objective == "crown-box":  # the proven LP (W-K slopes) over the ball and the input box
+                    t1 = time.perf_counter()
+                    row["train_radius"], row["kappa"] = trainer.certified_schedule(epoch + 1 - 1 / steps_per_epoch)
+                    row["eval_eps"] = config.certificate_eps
+                    worst = lp_worst_margins(net, X_test, y_test, config.certificate_eps,
+                                             input_domain=config.input_domain)
+                    row["lp_box_certified_error"] = float((worst >= 0).mean())
                     row["lp_seconds"] = time.perf_counter() - t1
                 trainer.epoch += 1
                 row["seconds"] = time.perf_counter() - t0

@@ -15,6 +15,15 @@ f = the logits of a 784-m-10 ReLU net, hinge = the mean Weston-Watkins multiclas
   (:func:`sdpcert.torch.lp_robust_loss`, the margins' upper bounds over the l_inf ball used as logits); the
   radius grows linearly from eps_train / lp_eps_ramp_epochs to eps_train over the first lp_eps_ramp_epochs epochs
   (their schedule starts small: at the full radius from the first step the bounds are vacuous and the net collapses).
+* ``crown-box`` (not one of the paper's; ``config.EXTRA_OBJECTIVES``) -- kappa CE(logits) + (1 - kappa) CE(bounds):
+  the robust cross-entropy of linear-relaxation upper bounds on the margins over the l_inf ball of the current
+  radius intersected with the input box (``input_domain``, [0, 1] by default: on MNIST most pixels are 0 and can
+  only grow), :func:`sdpcert.torch.box_bound.certified_cross_entropy`: exact interval pre-activation bounds, the
+  W-K upper chord, adaptive (CROWN) or chord lower slopes, optionally mixed with the interval bound. The radius
+  and kappa follow a per-step schedule (:meth:`Trainer.certified_schedule`): a natural warm-up (radius 0, kappa
+  cert_kappa_start), then a linear ramp of the radius to eps_train and of kappa to cert_kappa_end (certified
+  training at the full radius from the first step collapses, as the ``lp`` note says; the mixed natural loss is
+  CROWN-IBP's kappa).
 * ``sdp-weighted`` -- as ``sdp`` with w_ij proportional to the fraction of training points whose maximising pair in
   the (dual) certificate is {i, j}, scaled to mean 1 over the pairs (so the penalty's total weight is the unweighted
   one's, redistributed). Training starts unweighted (w = 1) and refreshes the weights at the start of every
@@ -28,14 +37,16 @@ Penalty scale (docs/design.md §6): the paper's eq. (15) sums the loss over the 
 penalty once; a minibatch loop with a *mean* loss must choose the relative scale. ``sdp_loss_scale`` multiplies the
 mean hinge: 10 (the default) trained in the reference run, 1 collapsed (clean error 70-88%).
 
-A new objective is a name in :data:`sdpcert.training.config.OBJECTIVES` and a function here in :data:`LOSSES`.
+A new objective is a name in :data:`sdpcert.training.config.OBJECTIVES` (one of the paper's networks, which
+``sdpcert reproduce`` trains) or :data:`~sdpcert.training.config.EXTRA_OBJECTIVES` (``sdpcert train`` only) and a
+function here in :data:`LOSSES`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from .config import OBJECTIVES
+from .config import TRAIN_OBJECTIVES
 
 __all__ = ["multiclass_hinge", "pgd_torch", "spectral_norm_estimate", "batch_losses", "LOSSES"]
 
@@ -139,10 +150,25 @@ def _lp(tr: Any, xb: Any, yb: Any) -> dict:
     return {"lp_robust_ce": ce, "loss": ce}
 
 
-#: objective name -> loss function; its keys are exactly ``OBJECTIVES``.
+def _crown_box(tr: Any, xb: Any, yb: Any) -> dict:
+    import torch.nn.functional as F
+
+    from ..torch.box_bound import certified_cross_entropy
+
+    cfg = tr.config
+    eps, kappa = tr.certified_schedule()
+    logits = tr.model(xb)
+    ce = F.cross_entropy(logits, yb)
+    robust = certified_cross_entropy(tr.W, tr.model[0].bias, tr.V, tr.model[2].bias, xb, yb, eps, cfg.input_domain,
+                                     cfg.cert_lower_slopes, cfg.cert_interval_weight, check=False)
+    return {"ce": ce, "robust_ce": robust, "loss": kappa * ce + (1.0 - kappa) * robust}
+
+
+#: objective name -> loss function; its keys are exactly ``TRAIN_OBJECTIVES`` (the paper's, then the extra ones).
 LOSSES: dict[str, Callable[[Any, Any, Any], dict]] = {
-    "nt": _nt, "fro": _fro, "spe": _spe, "at": _at, "sdp": _sdp, "sdp-weighted": _sdp, "lp": _lp}
-assert tuple(LOSSES) == OBJECTIVES, "LOSSES and OBJECTIVES must name the same objectives in the same order"
+    "nt": _nt, "fro": _fro, "spe": _spe, "at": _at, "sdp": _sdp, "sdp-weighted": _sdp, "lp": _lp,
+    "crown-box": _crown_box}
+assert tuple(LOSSES) == TRAIN_OBJECTIVES, "LOSSES and TRAIN_OBJECTIVES must name the same objectives in the same order"
 
 
 def batch_losses(trainer: Any, xb: Any, yb: Any) -> dict:

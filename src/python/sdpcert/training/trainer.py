@@ -44,6 +44,14 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _field_default(field: Any) -> Any:
+    import dataclasses
+
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()
+
+
 class Trainer:
     """The state of one run (model, optimizer, regularizer, generator) and its steps; :func:`train` drives it."""
 
@@ -71,6 +79,7 @@ class Trainer:
             params += list(self.reg.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
         self.epoch = 0  # epochs completed
+        self.progress = 0.0  # epochs completed, with the fraction of the current one (set by the loop every step)
         self.power_vectors: dict[str, Any] = {}  # spe: warm-started left singular vectors of W and V
 
     # ------------------------------------------------------------------------------------- pieces
@@ -90,6 +99,19 @@ class Trainer:
         epoch = self.epoch if epoch is None else epoch
         ramp = self.config.lp_eps_ramp_epochs
         return self.config.eps_train * min(1.0, (epoch + 1) / ramp)
+
+    def certified_schedule(self, progress: Optional[float] = None) -> tuple[float, float]:
+        """crown-box: ``(radius, kappa)`` after ``progress`` epochs (default: the current step's). Radius 0 and
+        kappa = cert_kappa_start during the warm-up, then both move linearly (radius to eps_train, kappa to
+        cert_kappa_end) over cert_ramp_epochs, and stay there."""
+        cfg = self.config
+        t = self.progress if progress is None else float(progress)
+        if cfg.cert_ramp_epochs == 0:
+            frac = 1.0 if t >= cfg.cert_warmup_epochs else 0.0
+        else:
+            frac = min(1.0, max(0.0, (t - cfg.cert_warmup_epochs) / cfg.cert_ramp_epochs))
+        kappa = cfg.cert_kappa_start + frac * (cfg.cert_kappa_end - cfg.cert_kappa_start)
+        return cfg.eps_train * frac, kappa
 
     def spectral_norm(self, name: str, M: Any, iterations: int = 3) -> Any:
         """spe: ``||M||_2`` by :func:`~sdpcert.training.objectives.spectral_norm_estimate`, warm-started at the
@@ -176,6 +198,9 @@ class Trainer:
 
     def load_state(self, state: dict) -> list:
         saved = json.loads(state["config"])
+        # a key a checkpoint lacks was written before the setting existed: it trained with the setting's default
+        defaults = TrainConfig.__dataclass_fields__
+        saved = {key: saved.get(key, _field_default(defaults[key])) for key in RESUME_KEYS}
         mismatch = [key for key in RESUME_KEYS if saved.get(key) != getattr(self.config, key)]
         if mismatch:
             detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(self.config, k)!r}"
@@ -190,4 +215,5 @@ class Trainer:
             self.reg.warm_start.load_state_dict({"keys": state["warm_keys"], "vectors": state["warm_vectors"],
                                                  "rng": state["warm_rng"]})
         self.epoch = int(state["epoch"])
+        self.progress = float(self.epoch)
         return json.loads(state["history"])
