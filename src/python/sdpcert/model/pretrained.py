@@ -1,7 +1,10 @@
-"""Networks that ship with the package: a real, certifiably robust model to certify and attack without training.
+"""Networks that ship with the package: real, certifiably robust models to certify and attack without training.
 
 ``load_pretrained("sdp-nn")`` returns the SDP-NN of the paper's recipe (784-500-10 ReLU, trained with the SDP dual
-penalty at eps = 0.1 on MNIST; docs/design.md §2, training against the certificate). ``pretrained_info(name)`` returns how it was trained (the command,
+penalty at eps = 0.1 on MNIST; docs/design.md §2, training against the certificate); ``load_pretrained(
+"crown-box-nn")`` a 784-500-10 ReLU net trained against per-example linear-relaxation bounds over the ball
+intersected with [0, 1] (``sdpcert train --objective crown-box``; docs/results/crown-box-nn: certified 9.66% at
+eps = 0.1 by ``best``). ``available()`` lists them. ``pretrained_info(name)`` returns how it was trained (the command,
 the configuration, the package commit) and what was measured on it when it was packaged (clean, PGD and certified
 error on the 10,000 MNIST test images) -- numbers written by ``tools/package_model.py``, never typed in.
 
