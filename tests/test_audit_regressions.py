@@ -142,7 +142,7 @@ def test_r2b_cli_attack_breaks_no_certificate_of_the_rescaled_sdp_nn(tmp_path, c
     rows = json.loads(report.read_text())["results"]
     assert len(rows) == 1 and rows[0]["n"] == 200
     X, y = load_mnist_sample("test", limit=200, dtype=np.float64)
-    reference = Certifier(net).certify_grid(X, y, [0.1], ["spectral", "frobenius", "lp"])
+    reference = Certifier(net, input_domain=(0.0, 1.0)).certify_grid(X, y, [0.1], ["spectral", "frobenius", "lp"])
     for method in ("spectral", "frobenius", "lp"):
         got = rows[0]["certified"][method]
         assert got["broken"] == 0
