@@ -67,3 +67,13 @@ def test_certificates_command_times_every_method(mnist_dir, tmp_path):
     for method in methods_for(load_pretrained("sdp-nn"), every=True):
         assert f"{method}_certified_error" in header and f"{method}_seconds" in header
     assert len(lines) == 3 and (tmp_path / "certificates.png").stat().st_size > 10_000
+
+
+def test_networks_figure_from_csv(rows, tmp_path):
+    from sdpcert.experiments.error_vs_eps import plot_networks_vs_eps, read_csv
+
+    path = write_csv(rows, tmp_path / "a.csv")
+    again = read_csv(path)
+    assert [r["eps"] for r in again] == [r["eps"] for r in rows] and again[0]["n"] == rows[0]["n"]
+    png = plot_networks_vs_eps({"one": again, "two": again}, tmp_path / "nets.png", method="sdp")
+    assert png.stat().st_size > 10_000

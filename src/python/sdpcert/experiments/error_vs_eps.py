@@ -24,7 +24,7 @@ from ..errors import SdpcertError
 from ..model import TwoLayerNet
 from .soundness import count_broken
 
-__all__ = ["error_vs_eps", "write_csv", "plot_error_vs_eps", "ATTACK_OPTIONS"]
+__all__ = ["error_vs_eps", "write_csv", "read_csv", "plot_error_vs_eps", "plot_networks_vs_eps", "ATTACK_OPTIONS"]
 
 #: Attack settings of the figures: PGD 40 steps (restarts configurable), CW-l_inf 100 steps, FGSM.
 ATTACK_OPTIONS = {"pgd": {"steps": 40, "restarts": 1}, "cw": {"steps": 100}}
@@ -106,6 +106,43 @@ def plot_error_vs_eps(rows: Sequence[dict], path: str | Path, title: str = "",
             dict(marker="^" if method == "sdp-example" else "s", linestyle="--", zorder=2)
         ax.plot(eps, [100 * row[f"{method}_certified_error"] for row in rows], label=names.get(method, method),
                 **style)
+    ax.set_xlabel("eps (l_inf)")
+    ax.set_ylabel("error %")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """The rows of a CSV written by ``write_csv`` (numbers as floats, ``n`` as int)."""
+    with Path(path).open(newline="") as handle:
+        return [{k: (int(v) if k == "n" else float(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def plot_networks_vs_eps(tables: dict[str, Sequence[dict]], path: str | Path, method: str = "best",
+                         title: str = "") -> Path:
+    """Several networks in one figure: per network, ``method``'s certified error (solid) and PGD's error (dotted,
+    a lower bound on the robust error) against eps, from rows of :func:`error_vs_eps`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for index, (name, rows) in enumerate(tables.items()):
+        color = f"C{index}"
+        eps = [row["eps"] for row in rows]
+        ax.plot(eps, [100 * row[f"{method}_certified_error"] for row in rows], marker="s", color=color,
+                label=f"{name}: {method} certificate")
+        ax.plot(eps, [100 * row["pgd_error"] for row in rows], marker="o", linestyle=":", color=color,
+                label=f"{name}: PGD")
     ax.set_xlabel("eps (l_inf)")
     ax.set_ylabel("error %")
     ax.set_ylim(0, 100)
