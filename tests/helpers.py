@@ -38,3 +38,25 @@ def train_small_mnist_net(hidden: int = 30, epochs: int = 15, seed: int = 0, pen
     finally:
         torch.set_num_threads(threads)
     return TwoLayerNet.from_torch(model)
+
+
+def run_cli(capsys, *argv):
+    """``(exit code, stdout, stderr)`` of ``sdpcert ARGV`` run in this process (arguments turned into text)."""
+    from sdpcert.cli import main
+
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, out, err, *words, quiet_stdout=False):
+    """A refusal as the CLI promises it: exit code 2, no traceback, the last line of stderr the only ``error:`` line,
+    naming each of ``words``; with ``quiet_stdout``, nothing at all on stdout."""
+    assert "Traceback" not in out + err, err
+    assert code == 2, (code, err)
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error") for line in lines) == 1, err
+    if quiet_stdout:
+        assert out == "", out
+    for word in words:
+        assert word in lines[-1], (word, lines[-1])

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from sdpcert import Certifier, TwoLayerNet, load_mnist_sample
-from sdpcert.cli import main
 from sdpcert.data import load_dataset
+
+from helpers import assert_one_line_error, run_cli as run
 
 
 @pytest.fixture(autouse=True)
@@ -26,19 +27,6 @@ def no_mnist_env(monkeypatch):
     monkeypatch.delenv("SDPCERT_MNIST_DIR", raising=False)
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, out, err, *words):
-    assert "Traceback" not in out + err, err
-    assert code == 2, (code, err)
-    lines = err.strip().splitlines()
-    assert lines[-1].startswith("error: ") and sum(line.startswith("error") for line in lines) == 1, err
-    for word in words:
-        assert word in lines[-1], (word, err)
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:

@@ -5,6 +5,8 @@ in numpy, unknown otherwise; every VNNLIB file outside the subset is one error l
 
 from __future__ import annotations
 
+import functools
+
 import re
 from fractions import Fraction
 
@@ -13,10 +15,14 @@ import pytest
 
 from sdpcert import Certifier, TwoLayerNet, attacks
 from sdpcert.certify import input_bounds
-from sdpcert.cli import main
 from sdpcert.errors import SdpcertError, ShapeError
 from sdpcert.vnnlib import (RobustnessProperty, VnnlibError, format_number, read_vnnlib, verify_property,
                             write_vnnlib)
+
+from helpers import assert_one_line_error as one_line_error, run_cli as run
+
+
+assert_one_line_error = functools.partial(one_line_error, quiet_stdout=True)  # and no answer, no table
 
 
 @pytest.fixture(autouse=True)
@@ -24,20 +30,6 @@ def no_mnist_env(monkeypatch):
     monkeypatch.delenv("SDPCERT_MNIST_DIR", raising=False)
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, out, err, *words):
-    assert "Traceback" not in out + err, err
-    assert code == 2, (code, err)
-    lines = err.strip().splitlines()
-    assert lines[-1].startswith("error: ") and sum("error" in line for line in lines) == 1, err
-    assert out == "", out  # no answer, no table
-    for word in words:
-        assert word in lines[-1], (word, err)
 
 
 def small_net(d: int = 6, m: int = 5, k: int = 3, seed: int = 0) -> TwoLayerNet:

@@ -106,6 +106,13 @@ def plot_error_vs_eps(rows: Sequence[dict], path: str | Path, title: str = "",
             dict(marker="^" if method == "sdp-example" else "s", linestyle="--", zorder=2)
         ax.plot(eps, [100 * row[f"{method}_certified_error"] for row in rows], label=names.get(method, method),
                 **style)
+    return _save(fig, ax, path, title)
+
+
+def _save(fig: Any, ax: Any, path: str | Path, title: str) -> Path:
+    """The figures' common axes (eps against error %, 0-100) and legend, saved as PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("eps (l_inf)")
     ax.set_ylabel("error %")
     ax.set_ylim(0, 100)
@@ -143,15 +150,4 @@ def plot_networks_vs_eps(tables: dict[str, Sequence[dict]], path: str | Path, me
                 label=f"{name}: {method} certificate")
         ax.plot(eps, [100 * row["pgd_error"] for row in rows], marker="o", linestyle=":", color=color,
                 label=f"{name}: PGD")
-    ax.set_xlabel("eps (l_inf)")
-    ax.set_ylabel("error %")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, title)
