@@ -134,11 +134,11 @@ def slope_ranges(net: TwoLayerNet, pre: PreactivationBounds) -> tuple[np.ndarray
     return mid, half
 
 
-def _cheap_bounds(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarray:
+def _cheap_bounds(net: TwoLayerNet, region: Region, y: np.ndarray, pre: PreactivationBounds) -> np.ndarray:
     """(n, k) proven bounds that decide which targets need an SDP: lp-opt for ReLU nets (the triangle LP; the very
     computation of the lp-opt method on the same block, hence never above lp or lp-opt), interval bounds otherwise."""
     if net.activation == "relu":
-        return lp._optimised_block(net, region, y)
+        return lp._optimised_block(net, region, y, pre=pre)
     return interval._rigorous_block(net, region, y)
 
 
@@ -206,9 +206,9 @@ def _rigorous_block(net: TwoLayerNet, region: Region, y: np.ndarray) -> np.ndarr
     n, k = len(y), net.k
     if n == 0:
         return np.zeros((0, k))
-    cheap = _cheap_bounds(net, region, y)
+    pre = preactivation_bounds(net, region)  # one proof of the unit intervals, shared with the cheap bound
+    cheap = _cheap_bounds(net, region, y, pre)
     bounds = cheap.copy()
-    pre = preactivation_bounds(net, region)
     mid, half = slope_ranges(net, pre)
     try:
         base, magnitude, _ = logit_margins(net, region.center, y)

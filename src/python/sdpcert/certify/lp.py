@@ -281,7 +281,7 @@ def _rows_of(pre: PreactivationBounds, rows: np.ndarray, is_ball: bool) -> Preac
 
 
 def _optimised_block(net: TwoLayerNet, region: Region, y: np.ndarray,
-                     search: SlopeSearch = DEFAULT_SEARCH) -> np.ndarray:
+                     search: SlopeSearch = DEFAULT_SEARCH, pre: Optional[PreactivationBounds] = None) -> np.ndarray:
     """lp-opt for a block of examples: the W-K bound of ``_rigorous_block`` (the very computation of ``lp`` on
     the same block, so lp-opt is never above lp, not even in the last bit); then, for the examples with
     (example, class) pairs it leaves at >= 0 (the others are certified already), ``_OPT_ROWS`` examples at a time,
@@ -291,7 +291,7 @@ def _optimised_block(net: TwoLayerNet, region: Region, y: np.ndarray,
     n, k = len(y), net.k
     if n == 0:
         return np.zeros((0, k))
-    pre = preactivation_bounds(net, region)
+    pre = preactivation_bounds(net, region) if pre is None else pre  # given by callers that need it too
     out = _rigorous_block(net, region, y, pre=pre)
     open_pairs = np.isfinite(out) & (out >= 0)
     rows = np.flatnonzero(open_pairs.any(axis=1))                        # examples with something to improve
