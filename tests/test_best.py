@@ -42,7 +42,13 @@ def check_best(results: dict, eps: float, stages=STAGES) -> None:
         single = results[(eps, stage)]
         assert not np.any(single.certified & ~best.certified), stage  # never looser
         open_ = ~best.certified
-        assert np.all(best.worst_margin[open_] <= single.worst_margin[open_]), stage
+        # Margins of the points left open: never larger, up to rounding. A stage run on best's open points only
+        # batches its products differently from a run on all points (measured: lp-opt's PDHG margins differ by
+        # 4.4e-16 absolute on one point, from sums of terms of order 1), and each is a proven bound either way; what
+        # certifies is compared exactly above.
+        single_open = single.worst_margin[open_]
+        slack = 1e-12 * (1.0 + np.abs(single_open))
+        assert np.all(best.worst_margin[open_] <= single_open + slack), stage
     by = best.certified_by
     assert np.all((by != "") == best.certified)
     for name in set(by[by != ""].tolist()):

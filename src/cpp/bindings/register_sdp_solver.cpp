@@ -18,7 +18,7 @@ namespace {
 py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const py::array& pairs_in, double rel_tol, int max_sweeps,
                             int rank, uint64_t seed, std::optional<std::vector<Mat>> warm, int threads,
                             bool return_factors, double relaxation, int anderson,
-                            bool proof_schedule) {
+                            bool proof_schedule, bool refined_sweeps) {
   require_network(W, V);
   const Pairs pairs = to_pairs(pairs_in, V.rows());
   require(rel_tol > 0 && std::isfinite(rel_tol), "rel_tol must be positive and finite");
@@ -40,6 +40,7 @@ py::dict solve_pair_sdps_py(const Mat& W, const RowMat& V, const py::array& pair
   opt.relaxation = relaxation;
   opt.anderson = anderson;
   opt.proof_schedule = proof_schedule;
+  opt.refined_sweeps = refined_sweeps;
   opt.seed = seed;
   PairSdpResults r;
   {
@@ -73,6 +74,7 @@ void register_sdp_solver(py::module_& m) {
         py::arg("rel_tol") = 1e-6, py::arg("max_sweeps") = 3000, py::arg("rank") = 8, py::arg("seed") = 0,
         py::arg("warm") = py::none(), py::arg("threads") = 0, py::arg("return_factors") = false,
         py::arg("relaxation") = 1.8, py::arg("anderson") = 5, py::arg("proof_schedule") = true,
+        py::arg("refined_sweeps") = true,
         "Pair SDP values S_ij for pairs (P x 2): dict(lower, upper (proven), dual (P x D certified c), sweeps, rank, "
         "proof_attempts, seconds, status[, factors]). OpenMP across pairs; deterministic.");
 }

@@ -114,11 +114,14 @@ def solve_pair_sdps(
     relaxation: float = 1.8,
     anderson: int = 5,
     proof_schedule: bool = True,
+    refined_sweeps: bool = True,
 ) -> PairSdpDict:
     """Pair SDP values: lower, upper (proven), dual (P, D), lambda_bound, sweeps, rank, proof_attempts, seconds,
     status[, factors]. anderson: memory of the Anderson acceleration of the sweeps on hard pairs (those whose rank
     grew, or past 60 sweeps; 0: off); proof_schedule: after a failed proof, prove again as soon as the proxy gap
-    predicts success. Both change only the solver's path, never what the bounds mean. W and each V_i - V_j are
+    predicts success; refined_sweeps: after the float32 phase, sweep with float32 products of the change since the last
+    float64 sweep (every 10th sweep is float64, and only those set `lower`). All three change only the solver's path,
+    never what the bounds mean. W and each V_i - V_j are
     balanced by exact powers of two for the solve (subnormal-scale and huge weights solve like ordinary ones) and
     the results scaled back, proven bounds rounded up; an upper bound beyond the double range is +inf with status
     'not_certified' and a NaN dual row. When the calling thread flushes

@@ -5,7 +5,8 @@
 // M is bipartite: the (1, s) rows (U1, size 1+m) only talk to the t rows (U2, size d) through B = W^T diag(v)[1 I].
 // With U1 fixed, <M, UU^T> = 2 tr(U2^T B U1) is maximised over unit rows exactly by U2 = rownormalise(B U1); then
 // U1 = rownormalise(B^T U2). Each update is over-relaxed (omega = 1.8). A sweep is two GEMMs with W (m d r
-// multiply-adds each); the first sweeps run them in float32.
+// multiply-adds each); the first sweeps run them in float32, the later ones mostly as float32 products of the change
+// since the last float64 sweep (SweepPrecision: float64 accuracy at float32 speed).
 // One sweep also yields the primal value 2 sum_l ||(B U1)_l|| (the value of a feasible factor: a lower bound on S)
 // and the dual vector c_k = ||(M U)_k|| that matches it at the optimum.
 // The certified upper bound is proven from c by certify_bound.hpp (lambda_max_upper_bound: a shifted Cholesky of a
@@ -35,6 +36,16 @@ namespace sdpcert {
 
 enum class SdpStatus : int { converged = 0, max_sweeps = 1, zero_pair = 2, not_certified = 3 };
 
+// How one sweep computes its two products with W.
+//   float32: in float32 (the first phase: ~1e-7 relative noise, no proof and no lower bound from it);
+//   exact:   in float64; the sweep's inputs and products are kept as the reference of the refined sweeps after it;
+//   refined: the reference product plus a float32 product of the CHANGE since the reference,
+//            G = G_ref + fl32(W^T (Y - Y_ref)). Its rounding error is ~1e-7 of |W|^T |Y - Y_ref|, not of |W|^T |Y|:
+//            near the optimum, where the inputs barely move between exact sweeps, far below what the proof can see
+//            (measured: the same sweeps and bounds as float64 sweeps), at the float32 GEMM's speed (2-2.5x).
+// Every check_every-th sweep is exact (it re-anchors the reference), and only exact sweeps set the lower bound.
+enum class SweepPrecision : int { float32 = 0, refined = 1, exact = 2 };
+
 inline const char* sdp_status_name(SdpStatus s) {
   switch (s) {
     case SdpStatus::converged: return "converged";
@@ -53,6 +64,7 @@ struct SdpOptions {
   int check_every = 10;    // sweeps between convergence checks
   double relaxation = 1.8; // over-relaxation of each block update (1: plain block-coordinate ascent)
   bool float32_start = true;  // first sweeps with float32 GEMMs (2x their speed) until the proxy gap is < 1e-7
+  bool refined_sweeps = true;  // after them, float32 GEMMs of the change since the last exact sweep (see below)
   int anderson = 5;        // Anderson acceleration of the sweeps: memory (past sweeps mixed); 0: plain sweeps
   bool proof_schedule = true;  // after a failed proof, prove again as soon as the proxy gap predicts success
   uint64_t seed = 0;
@@ -105,6 +117,12 @@ inline void normalise_rows(Mat& X, const Fallback& fallback) {
 // side so that each half-sweep is ONE GEMM with W for all pairs (wide GEMMs run at ~2.5x the speed of r = 8 ones);
 // the per-pair work between the GEMMs is O((m + d) r).
 constexpr double kFullColumnRatio = 1e-2;  // see PairSolver::factor_uses_every_column
+// The first rank check, a few sweeps from a random start: measured at sweep 4 (rank 8), the Gram ratio was 0.9e-2 ..
+// 1.4e-2 on the 45 pairs of a cross-entropy and of a PGD-trained net and 4.9e-2 .. 0.13 on the packaged SDP-NN's;
+// those grow to rank 16 there instead of at sweep 10 (measured: 10% fewer sweeps on the SDP-NN). A pair it misses
+// is caught by the later checks.
+constexpr int kEarlyRankCheckSweep = 4;
+constexpr double kEarlyFullColumnRatio = 3e-2;
 constexpr int kRankCheckSweeps = 20;
 constexpr int kAndersonAfter = 60;
 // Anderson steps stop for good after this many float64 sweeps whose primal value dropped (an extrapolation that
@@ -124,6 +142,7 @@ class PairSolver {
     v_ = Vi_ - Vj_;
     max_rank_ = opt.max_rank > 0 ? opt.max_rank : static_cast<int>(std::ceil(std::sqrt(2.0 * D_)));
     low_precision_ = opt.float32_start && warm == nullptr;
+    next_rank_check_ = opt.check_every;
     r_ = std::max(1, std::min(opt.rank, max_rank_));
     c_.resize(D_);
     if (v_.cwiseAbs().maxCoeff() == 0.0) {
@@ -154,11 +173,71 @@ class PairSolver {
   bool low_precision() const { return low_precision_; }
   int rank() const { return r_; }
 
-  // Y = diag(v) (Us + 1 u0^T): then B U1 = W^T Y.
-  template <class Block>
-  void write_Y(Block Y) const {
-    Y = v_.asDiagonal() * (U1_.bottomRows(m_).rowwise() + U1_.row(0));
+  // Decides how the coming sweep computes its products (SweepPrecision); called once at the start of each sweep.
+  SweepPrecision begin_sweep() {
+    const int next = sweep_ + 1;
+    if (low_precision_) precision_ = SweepPrecision::float32;
+    else if (!opt_.refined_sweeps || !reference_valid_ || next % opt_.check_every == 0 || next >= opt_.max_sweeps)
+      precision_ = SweepPrecision::exact;
+    else precision_ = SweepPrecision::refined;
+    return precision_;
   }
+
+  // This sweep's left input of the G product: Y (float32 and exact sweeps) or Y - Y_ref (refined sweeps). An exact
+  // sweep keeps its Y as the new reference.
+  template <class Block>
+  void write_G_input(Block out) {
+    if (precision_ == SweepPrecision::refined) {
+      out = (Y() - Y_ref_).template cast<typename Block::Scalar>();
+    } else {
+      if (precision_ == SweepPrecision::exact) Y_ref_ = Y();
+      out = Y().template cast<typename Block::Scalar>();
+    }
+  }
+
+  // The product of this sweep's input with W^T, as computed by the driver; completes G and takes it.
+  template <class Block>
+  void take_G_product(const Block& P) {
+    if (precision_ == SweepPrecision::refined) {
+      const Mat G = G_ref_ + P.template cast<double>();
+      take_G(G);
+    } else if (precision_ == SweepPrecision::exact) {
+      G_ref_ = P.template cast<double>();
+      take_G(G_ref_);
+    } else {
+      const Mat G = P.template cast<double>();
+      take_G(G);
+    }
+  }
+
+  // The same two steps for the H product, whose input is U2 (or U2 - U2_ref).
+  template <class Block>
+  void write_H_input(Block out) {
+    if (precision_ == SweepPrecision::refined) {
+      out = (U2_ - U2_ref_).template cast<typename Block::Scalar>();
+    } else {
+      if (precision_ == SweepPrecision::exact) U2_ref_ = U2_;
+      out = U2_.template cast<typename Block::Scalar>();
+    }
+  }
+
+  template <class Block>
+  bool take_H_product(const Block& P) {
+    if (precision_ == SweepPrecision::refined) {
+      const Mat H = H_ref_ + P.template cast<double>();
+      return take_H(H);
+    }
+    if (precision_ == SweepPrecision::exact) {
+      H_ref_ = P.template cast<double>();
+      reference_valid_ = true;
+      return take_H(H_ref_);
+    }
+    const Mat H = P.template cast<double>();
+    return take_H(H);
+  }
+
+  // Y = diag(v) (Us + 1 u0^T): then B U1 = W^T Y.
+  Mat Y() const { return v_.asDiagonal() * (U1_.bottomRows(m_).rowwise() + U1_.row(0)); }
 
   // G = B U1 (d x r): primal value, t-part of c, and the t-row update. The exact block maximiser is
   // T = rownormalise(G); we move past it, U2 = rownormalise(U2 + omega (T - U2)) (over-relaxation: on MNIST pairs
@@ -202,11 +281,16 @@ class PairSolver {
         low_precision_ = false;
         return false;
       }
+      if (precision_ == SweepPrecision::refined) {  // the change overflowed in float32: an exact sweep next
+        reference_valid_ = false;
+        return false;
+      }
       finish();
       return false;
     }
-    // Only float64 sweeps may set the lower bound: a float32 G misstates the feasible point's value by ~1e-7.
-    if (!low_precision_) best_lower_ = std::max(best_lower_, lower_);
+    // Only exact (float64) sweeps may set the lower bound: a float32 G misstates the feasible point's value by
+    // ~1e-7, and a refined one by a little (see SweepPrecision).
+    if (precision_ == SweepPrecision::exact) best_lower_ = std::max(best_lower_, lower_);
     detail::normalise_rows(U1_new, U1_);
     relax(U1_new, U1_);
     U1_.swap(U1_new);
@@ -216,6 +300,12 @@ class PairSolver {
     if (opt_.anderson > 0 && aa_drops_ < kAndersonMaxDrops && (r_ > opt_.rank || sweep_ >= kAndersonAfter))
       anderson_step();
     const bool last = sweep_ >= opt_.max_sweeps;
+    if (low_precision_ && sweep_ == kEarlyRankCheckSweep && r_ < max_rank_ && !last &&
+        factor_uses_every_column(kEarlyFullColumnRatio)) {
+      grow_rank(1.0);
+      prev_check_lower_ = -std::numeric_limits<double>::infinity();
+      return false;
+    }
     if (!(sweep_ % opt_.check_every == 0 || last)) {
       // Between checks, only a scheduled proof (see prove()): its proxy-gap target costs one sum per sweep.
       if (low_precision_ || !(target_proxy_ > 0.0) || sweep_ < last_proof_sweep_ + 2) return false;
@@ -316,11 +406,12 @@ class PairSolver {
   // Measured at sweep 20, rank 8: a cross-entropy net's 45 pairs have ratios 1e-5 (they finish at rank 8 in ~50
   // sweeps), an SDP-trained net's 2e-4 .. 0.11, median 0.04: their optima have high rank (the duals' top eigenvalues
   // cluster), and at rank 8 they needed ~300 sweeps per pair before the stall rule in prove() grew the rank. Checked
-  // every kRankCheckSweeps sweeps of the float32 phase, from the second check on.
-  bool factor_uses_every_column() const {
+  // at sweep kEarlyRankCheckSweep (with its own ratio), then at sweep check_every and every kRankCheckSweeps after,
+  // during the float32 phase.
+  bool factor_uses_every_column(double ratio = kFullColumnRatio) const {
     const Mat gram = U1_.transpose() * U1_ + U2_.transpose() * U2_;
     Eigen::SelfAdjointEigenSolver<Mat> es(gram, Eigen::EigenvaluesOnly);
-    return es.eigenvalues()(0) > kFullColumnRatio * es.eigenvalues()(r_ - 1);
+    return es.eigenvalues()(0) > ratio * es.eigenvalues()(r_ - 1);
   }
 
   // Doubles the rank (up to max_rank) with random columns of size `scale` relative to the old ones (rows are then
@@ -338,6 +429,7 @@ class PairSolver {
     U1_.swap(U1g);
     U2_.swap(U2g);
     r_ = r_new;
+    reference_valid_ = false;
     aa_count_ = 0;
     target_proxy_ = 0.0;  // a new factor: the old proxy-to-gap relation no longer holds
   }
@@ -401,23 +493,38 @@ class PairSolver {
     const int slot = (aa_count_ - 1) % mem;
     double* dg = aa_dG_.col(slot).data();
     double* df = aa_dF_.col(slot).data();
-    auto fuse = [&](const double* u, Index lo, Index hi) {
-      for (Index i = lo; i < hi; ++i) {
-        const double gi = u[i - lo];
-        const double fi = gi - xin[i];
-        dg[i] = gi - gp[i];
-        df[i] = fi - fp[i];
-        gp[i] = gi;
-        fp[i] = fi;
+    // Chunks of kChunk entries, so that each stored column is read once per sweep while the chunk of the new
+    // differences and of f is still in L1: first the fused update of the new slot together with the Gram column
+    // dF^T dF_slot and the right-hand side dF^T f, then (below) U <- g - dG gamma. Measured: the column-at-a-time
+    // version (2k + 3k passes over memory for k stored columns) cost ~15% of a robust net's solve.
+    constexpr Index kChunk = 512;
+    double gram_col[64], rhs[64];
+    for (int i = 0; i < k; ++i) gram_col[i] = rhs[i] = 0.0;
+    auto fuse_and_dot = [&](const double* u, Index lo, Index hi) {
+      for (Index c0 = lo; c0 < hi; c0 += kChunk) {
+        const Index c1 = std::min(hi, c0 + kChunk);
+        for (Index i = c0; i < c1; ++i) {
+          const double gi = u[i - lo];
+          const double fi = gi - xin[i];
+          dg[i] = gi - gp[i];
+          df[i] = fi - fp[i];
+          gp[i] = gi;
+          fp[i] = fi;
+        }
+        // Eigen's dot products: a plain loop's sum would not vectorise without -ffast-math (never used here).
+        const Eigen::Map<const Vec> df_chunk(df + c0, c1 - c0), f_chunk(fp + c0, c1 - c0);
+        for (int q = 0; q < k; ++q) {
+          const Eigen::Map<const Vec> col(aa_dF_.col(q).data() + c0, c1 - c0);
+          gram_col[q] += col.dot(df_chunk);
+          rhs[q] += col.dot(f_chunk);
+        }
       }
     };
-    fuse(u1, 0, n1);
-    fuse(u2, n1, n);
-    const auto dfs = aa_dF_.col(slot);
+    fuse_and_dot(u1, 0, n1);
+    fuse_and_dot(u2, n1, n);
     for (int i = 0; i < k; ++i) {
-      const auto col = aa_dF_.col(i);
-      aa_gram_(i, slot) = aa_gram_(slot, i) = col.dot(dfs);
-      aa_rhs_(i) = col.dot(aa_f_);
+      aa_gram_(i, slot) = aa_gram_(slot, i) = gram_col[i];
+      aa_rhs_(i) = rhs[i];
     }
     aa_count_ += 1;
     Mat A = aa_gram_.topLeftCorner(k, k);
@@ -427,11 +534,16 @@ class PairSolver {
       aa_count_ = 0;
       return;
     }
-    // U <- g - dG gamma (U holds g), rows renormalised; a row that vanished keeps g's row.
-    for (int i = 0; i < k; ++i) {
-      U1_.reshaped() -= gamma(i) * aa_dG_.col(i).head(n1);
-      U2_.reshaped() -= gamma(i) * aa_dG_.col(i).tail(n - n1);
-    }
+    // U <- g - dG gamma (U holds g), rows renormalised below; a row that vanished keeps g's row.
+    auto update = [&](double* u, Index lo, Index hi) {
+      for (Index c0 = lo; c0 < hi; c0 += kChunk) {
+        const Index c1 = std::min(hi, c0 + kChunk);
+        Eigen::Map<Vec> u_chunk(u + (c0 - lo), c1 - c0);
+        for (int q = 0; q < k; ++q) u_chunk -= gamma(q) * Eigen::Map<const Vec>(aa_dG_.col(q).data() + c0, c1 - c0);
+      }
+    };
+    update(U1_.data(), 0, n1);
+    update(U2_.data(), n1, n);
     detail::normalise_rows(U1_, Eigen::Map<const Mat>(gp, 1 + m_, r_));
     detail::normalise_rows(U2_, Eigen::Map<const Mat>(gp + n1, d_, r_));
   }
@@ -462,11 +574,14 @@ class PairSolver {
   int r_ = 1, max_rank_ = 1;
   Mat U1_, U2_;
   Vec c_, g_norm_;
+  SweepPrecision precision_ = SweepPrecision::exact;  // of the sweep under way (begin_sweep)
+  Mat Y_ref_, G_ref_, U2_ref_, H_ref_;  // the last exact sweep's inputs and products (SweepPrecision::refined)
+  bool reference_valid_ = false;
   double lower_ = 0.0, best_lower_ = -std::numeric_limits<double>::infinity();
   double prev_check_lower_ = -std::numeric_limits<double>::infinity();
   double proxy_gap_ = 1.0;
   bool stalled_ = false, done_ = false, low_precision_ = false;
-  int sweep_ = 0, next_proof_sweep_ = 0, next_rank_check_ = kRankCheckSweeps;
+  int sweep_ = 0, next_proof_sweep_ = 0, next_rank_check_ = 0;
   Vec x_in_, aa_g_, aa_f_;   // Anderson: this sweep's input, last output and residual
   Mat aa_dG_, aa_dF_;        // Anderson: ring buffers of output and residual differences
   Mat aa_gram_;              // Anderson: dF^T dF
@@ -480,61 +595,88 @@ class PairSolver {
 
 namespace detail {
 
-// One sweep for the pairs `idx` with W in the scalar type of `Ws` (double, or float for the float32 phase): two
-// GEMMs for all of them, the per-pair updates in double. Pairs whose proof is due are appended to `due`.
-// Each GEMM is computed as two row blocks (on two threads when `threads` >= 2): always split, so that the
-// summation order, hence the result, does not depend on the thread count.
-template <class WMat>
-void sweep_pairs(const WMat& Ws, const std::vector<PairSolver*>& solvers, const std::vector<size_t>& idx,
-                 std::vector<size_t>& due, int threads) {
-  using Scalar = typename WMat::Scalar;
-  using SMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  if (idx.empty()) return;
-  const Index m = Ws.rows(), d = Ws.cols();
-  std::vector<Index> offset(idx.size() + 1, 0);
-  for (size_t q = 0; q < idx.size(); ++q) offset[q + 1] = offset[q] + solvers[idx[q]]->rank();
-  const Index cols = offset.back();
-  Mat Y(m, cols);
-  for (size_t q = 0; q < idx.size(); ++q)
-    solvers[idx[q]]->write_Y(Y.middleCols(offset[q], offset[q + 1] - offset[q]));
-  const SMat Ys = Y.template cast<Scalar>();
-  SMat Gs(d, cols);
-  const Index d1 = d / 2, m1 = m / 2;
-  run_two(threads, [&] { Gs.topRows(d1).noalias() = Ws.leftCols(d1).transpose() * Ys; },
-          [&] { Gs.bottomRows(d - d1).noalias() = Ws.rightCols(d - d1).transpose() * Ys; });
-  Mat G = Gs.template cast<double>();
-  Mat U2(d, cols);
-  for (size_t q = 0; q < idx.size(); ++q) {
-    auto& s = *solvers[idx[q]];
-    s.take_G(G.middleCols(offset[q], offset[q + 1] - offset[q]));
-    U2.middleCols(offset[q], offset[q + 1] - offset[q]) = s.U2();
+// One GEMM, out = A^T X (G side) or A X (H side), as two row blocks of `out` (on two threads when `threads` >= 2):
+// always split, so that the summation order, hence the result, does not depend on the thread count.
+template <class WMat, class XMat>
+void product_in_two(const WMat& A, bool transpose, const XMat& X, XMat& out, int threads) {
+  if (X.cols() == 0) return;
+  if (transpose) {
+    const Index d = A.cols(), d1 = d / 2;
+    out.resize(d, X.cols());
+    run_two(threads, [&] { out.topRows(d1).noalias() = A.leftCols(d1).transpose() * X; },
+            [&] { out.bottomRows(d - d1).noalias() = A.rightCols(d - d1).transpose() * X; });
+  } else {
+    const Index m = A.rows(), m1 = m / 2;
+    out.resize(m, X.cols());
+    run_two(threads, [&] { out.topRows(m1).noalias() = A.topRows(m1) * X; },
+            [&] { out.bottomRows(m - m1).noalias() = A.bottomRows(m - m1) * X; });
   }
-  const SMat U2s = U2.template cast<Scalar>();
-  SMat Hs(m, cols);
-  run_two(threads, [&] { Hs.topRows(m1).noalias() = Ws.topRows(m1) * U2s; },
-          [&] { Hs.bottomRows(m - m1).noalias() = Ws.bottomRows(m - m1) * U2s; });
-  Mat H = Hs.template cast<double>();
-  for (size_t q = 0; q < idx.size(); ++q)
-    if (solvers[idx[q]]->take_H(H.middleCols(offset[q], offset[q + 1] - offset[q]))) due.push_back(idx[q]);
+}
+
+// One sweep for the pairs `idx`: the pairs whose sweep is exact share one float64 GEMM per half-sweep, the others
+// (float32 and refined sweeps, SweepPrecision) one float32 GEMM; the per-pair updates run in double. Pairs whose
+// proof is due are appended to `due`.
+inline void sweep_pairs(const Mat& W, Eigen::MatrixXf& Wf, const std::vector<PairSolver*>& solvers,
+                        const std::vector<size_t>& idx, std::vector<size_t>& due, int threads) {
+  if (idx.empty()) return;
+  const Index m = W.rows();
+  const size_t n = idx.size();
+  std::vector<char> in_f64(n);
+  std::vector<Index> offset(n, 0), width(n, 0);
+  Index cols64 = 0, cols32 = 0;
+  for (size_t q = 0; q < n; ++q) {
+    auto& s = *solvers[idx[q]];
+    in_f64[q] = s.begin_sweep() == SweepPrecision::exact;
+    width[q] = s.rank();
+    Index& cols = in_f64[q] ? cols64 : cols32;
+    offset[q] = cols;
+    cols += width[q];
+  }
+  if (cols32 > 0 && Wf.size() == 0) Wf = W.cast<float>();
+  Mat X64(m, cols64), P64;
+  Eigen::MatrixXf X32(m, cols32), P32;
+  for (size_t q = 0; q < n; ++q) {
+    auto& s = *solvers[idx[q]];
+    if (in_f64[q]) s.write_G_input(X64.middleCols(offset[q], width[q]));
+    else s.write_G_input(X32.middleCols(offset[q], width[q]));
+  }
+  product_in_two(W, true, X64, P64, threads);
+  product_in_two(Wf, true, X32, P32, threads);
+  const Index d = W.cols();
+  X64.resize(d, cols64);
+  X32.resize(d, cols32);
+  for (size_t q = 0; q < n; ++q) {
+    auto& s = *solvers[idx[q]];
+    if (in_f64[q]) {
+      s.take_G_product(P64.middleCols(offset[q], width[q]));
+      s.write_H_input(X64.middleCols(offset[q], width[q]));
+    } else {
+      s.take_G_product(P32.middleCols(offset[q], width[q]));
+      s.write_H_input(X32.middleCols(offset[q], width[q]));
+    }
+  }
+  product_in_two(W, false, X64, P64, threads);
+  product_in_two(Wf, false, X32, P32, threads);
+  for (size_t q = 0; q < n; ++q) {
+    auto& s = *solvers[idx[q]];
+    const bool proof_due = in_f64[q] ? s.take_H_product(P64.middleCols(offset[q], width[q]))
+                                     : s.take_H_product(P32.middleCols(offset[q], width[q]));
+    if (proof_due) due.push_back(idx[q]);
+  }
 }
 
 }  // namespace detail
 
 // Solves the pair SDPs of `solvers` together, on the calling thread: per sweep, one GEMM with W^T and one with W
-// for all active pairs (two of each while some pairs are still in their float32 phase), then the due proofs.
+// for all active pairs (two of each when some pairs sweep in float64 and others in float32), then the due proofs.
 inline void solve_pairs_batched(const Mat& W, const std::vector<PairSolver*>& solvers, int threads = 1) {
   Eigen::MatrixXf Wf;
-  std::vector<size_t> active, due, fp32, fp64;
+  std::vector<size_t> active, due;
   for (size_t p = 0; p < solvers.size(); ++p)
     if (!solvers[p]->done()) active.push_back(p);
   while (!active.empty()) {
-    fp32.clear();
-    fp64.clear();
-    for (size_t p : active) (solvers[p]->low_precision() ? fp32 : fp64).push_back(p);
-    if (!fp32.empty() && Wf.size() == 0) Wf = W.cast<float>();
     due.clear();
-    detail::sweep_pairs(Wf, solvers, fp32, due, threads);
-    detail::sweep_pairs(W, solvers, fp64, due, threads);
+    detail::sweep_pairs(W, Wf, solvers, active, due, threads);
     for (size_t p : due) solvers[p]->prove(threads);
     std::vector<size_t> still;
     for (size_t p : active)
