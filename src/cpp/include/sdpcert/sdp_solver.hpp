@@ -123,6 +123,11 @@ constexpr double kFullColumnRatio = 1e-2;  // see PairSolver::factor_uses_every_
 // is caught by the later checks.
 constexpr int kEarlyRankCheckSweep = 4;
 constexpr double kEarlyFullColumnRatio = 3e-2;
+// The first proof is tried as soon as the proxy gap |sum c - lower| / sum c falls below this times rel_tol, on any
+// float64 sweep (the proof schedule's first target). Measured at rel_tol 1e-6 on the 45 pairs of nt / at / sdp-nn:
+// first proofs succeeded at proxy gaps 3e-15 .. 3e-12 and failed at 1e-12 .. 1e-10; at 3e-6 the proofs per pair fell
+// from 1.4 / 1.4 / 1.8 to 1.2 / 1.1 / 1.2 for +/- 4% sweeps (a proof costs ~8 float64 sweeps at rank 16).
+constexpr double kFirstProofProxy = 3e-6;
 constexpr int kRankCheckSweeps = 20;
 constexpr int kAndersonAfter = 60;
 // Anderson steps stop for good after this many float64 sweeps whose primal value dropped (an extrapolation that
@@ -143,6 +148,7 @@ class PairSolver {
     max_rank_ = opt.max_rank > 0 ? opt.max_rank : static_cast<int>(std::ceil(std::sqrt(2.0 * D_)));
     low_precision_ = opt.float32_start && warm == nullptr;
     next_rank_check_ = opt.check_every;
+    if (opt.proof_schedule) target_proxy_ = kFirstProofProxy * opt.rel_tol;
     r_ = std::max(1, std::min(opt.rank, max_rank_));
     c_.resize(D_);
     if (v_.cwiseAbs().maxCoeff() == 0.0) {
@@ -246,7 +252,7 @@ class PairSolver {
   template <class Block>
   void take_G(const Block& G) {
     if (opt_.anderson > 0 && aa_drops_ < kAndersonMaxDrops &&
-        (r_ > opt_.rank || sweep_ + 1 >= kAndersonAfter)) {  // input of an Anderson step
+        (r_ > opt_.rank || sweep_ + 1 >= kAndersonAfter) && !low_precision_) {  // input of an Anderson step
       x_in_.resize(D_ * r_);
       Eigen::Map<Mat>(x_in_.data(), 1 + m_, r_) = U1_;
       Eigen::Map<Mat>(x_in_.data() + (1 + m_) * r_, d_, r_) = U2_;
@@ -296,8 +302,10 @@ class PairSolver {
     U1_.swap(U1_new);
     // Anderson only on the hard instances: those whose rank had to grow, or still sweeping after kAndersonAfter
     // sweeps. On the easy ones (a cross-entropy net's pairs, ~50 sweeps at the initial rank) its memory traffic
-    // cost more than the sweeps it saved (measured).
-    if (opt_.anderson > 0 && aa_drops_ < kAndersonMaxDrops && (r_ > opt_.rank || sweep_ >= kAndersonAfter))
+    // cost more than the sweeps it saved (measured). And only after the float32 phase: on the packaged SDP-NN,
+    // whose pairs grow their rank at sweep 4, steps during it cost 5% more sweeps, not fewer (measured).
+    if (opt_.anderson > 0 && aa_drops_ < kAndersonMaxDrops && !low_precision_ &&
+        (r_ > opt_.rank || sweep_ >= kAndersonAfter))
       anderson_step();
     const bool last = sweep_ >= opt_.max_sweeps;
     if (low_precision_ && sweep_ == kEarlyRankCheckSweep && r_ < max_rank_ && !last &&
@@ -339,9 +347,10 @@ class PairSolver {
     proxy_gap_ = std::abs(sum_c - lower_) / std::max(std::abs(sum_c), 1e-300);
     stalled_ = (lower_ - prev_check_lower_) <= 1e-3 * opt_.rel_tol * std::abs(lower_);
     prev_check_lower_ = lower_;
-    // The proxy gap underestimates the true gap by ~1e4 on MNIST-sized pairs (measured), hence the 1e-4.
+    // The proxy gap underestimates the square of the true gap (see prove()), hence kFirstProofProxy; the stall
+    // rule covers pairs whose proxy never gets there.
     if (target_proxy_ > 0.0 && proxy_gap_ <= target_proxy_ && sweep_ >= last_proof_sweep_ + 2) return true;
-    return last || ((proxy_gap_ <= 1e-4 * opt_.rel_tol || stalled_) && sweep_ >= next_proof_sweep_);
+    return last || ((proxy_gap_ <= kFirstProofProxy * opt_.rel_tol || stalled_) && sweep_ >= next_proof_sweep_);
   }
 
   // Proves an upper bound from the current c; decides convergence or a rank increase. Thread-safe per pair.
@@ -431,7 +440,8 @@ class PairSolver {
     r_ = r_new;
     reference_valid_ = false;
     aa_count_ = 0;
-    target_proxy_ = 0.0;  // a new factor: the old proxy-to-gap relation no longer holds
+    // A new factor: the old proxy-to-gap relation no longer holds, back to the first target.
+    target_proxy_ = opt_.proof_schedule ? kFirstProofProxy * opt_.rel_tol : 0.0;
   }
 
   void finish() {
@@ -491,8 +501,8 @@ class PairSolver {
       return;
     }
     const int slot = (aa_count_ - 1) % mem;
-    double* dg = aa_dG_.col(slot).data();
-    double* df = aa_dF_.col(slot).data();
+    float* dg = aa_dG_.col(slot).data();
+    float* df = aa_dF_.col(slot).data();
     // Chunks of kChunk entries, so that each stored column is read once per sweep while the chunk of the new
     // differences and of f is still in L1: first the fused update of the new slot together with the Gram column
     // dF^T dF_slot and the right-hand side dF^T f, then (below) U <- g - dG gamma. Measured: the column-at-a-time
@@ -506,15 +516,17 @@ class PairSolver {
         for (Index i = c0; i < c1; ++i) {
           const double gi = u[i - lo];
           const double fi = gi - xin[i];
-          dg[i] = gi - gp[i];
-          df[i] = fi - fp[i];
+          dg[i] = static_cast<float>(gi - gp[i]);
+          df[i] = static_cast<float>(fi - fp[i]);
           gp[i] = gi;
           fp[i] = fi;
         }
         // Eigen's dot products: a plain loop's sum would not vectorise without -ffast-math (never used here).
-        const Eigen::Map<const Vec> df_chunk(df + c0, c1 - c0), f_chunk(fp + c0, c1 - c0);
+        const Index len = c1 - c0;
+        const Vec df_chunk = Eigen::Map<const Eigen::VectorXf>(df + c0, len).cast<double>();
+        const Eigen::Map<const Vec> f_chunk(fp + c0, len);
         for (int q = 0; q < k; ++q) {
-          const Eigen::Map<const Vec> col(aa_dF_.col(q).data() + c0, c1 - c0);
+          const Vec col = Eigen::Map<const Eigen::VectorXf>(aa_dF_.col(q).data() + c0, len).cast<double>();
           gram_col[q] += col.dot(df_chunk);
           rhs[q] += col.dot(f_chunk);
         }
@@ -539,7 +551,8 @@ class PairSolver {
       for (Index c0 = lo; c0 < hi; c0 += kChunk) {
         const Index c1 = std::min(hi, c0 + kChunk);
         Eigen::Map<Vec> u_chunk(u + (c0 - lo), c1 - c0);
-        for (int q = 0; q < k; ++q) u_chunk -= gamma(q) * Eigen::Map<const Vec>(aa_dG_.col(q).data() + c0, c1 - c0);
+        for (int q = 0; q < k; ++q)
+          u_chunk -= gamma(q) * Eigen::Map<const Eigen::VectorXf>(aa_dG_.col(q).data() + c0, c1 - c0).cast<double>();
       }
     };
     update(U1_.data(), 0, n1);
@@ -583,7 +596,10 @@ class PairSolver {
   bool stalled_ = false, done_ = false, low_precision_ = false;
   int sweep_ = 0, next_proof_sweep_ = 0, next_rank_check_ = 0;
   Vec x_in_, aa_g_, aa_f_;   // Anderson: this sweep's input, last output and residual
-  Mat aa_dG_, aa_dF_;        // Anderson: ring buffers of output and residual differences
+  // Anderson: ring buffers of output and residual differences, in float32: they only steer the extrapolation (a
+  // difference's rounding moves the next factor by ~1e-7 of the step, and every factor is feasible anyway), and
+  // half their memory traffic was 1/3 of the steps' cost (measured).
+  Eigen::MatrixXf aa_dG_, aa_dF_;
   Mat aa_gram_;              // Anderson: dF^T dF
   Vec aa_rhs_;               // Anderson: dF^T f
   int aa_count_ = 0, aa_drops_ = 0;
@@ -597,29 +613,39 @@ namespace detail {
 
 // One GEMM, out = A^T X (G side) or A X (H side), as two row blocks of `out` (on two threads when `threads` >= 2):
 // always split, so that the summation order, hence the result, does not depend on the thread count.
-template <class WMat, class XMat>
-void product_in_two(const WMat& A, bool transpose, const XMat& X, XMat& out, int threads) {
+template <class WMat, class XMat, class OutMat>
+void product_in_two(const WMat& A, bool transpose, const XMat& X, OutMat out, int threads) {
   if (X.cols() == 0) return;
   if (transpose) {
     const Index d = A.cols(), d1 = d / 2;
-    out.resize(d, X.cols());
     run_two(threads, [&] { out.topRows(d1).noalias() = A.leftCols(d1).transpose() * X; },
             [&] { out.bottomRows(d - d1).noalias() = A.rightCols(d - d1).transpose() * X; });
   } else {
     const Index m = A.rows(), m1 = m / 2;
-    out.resize(m, X.cols());
     run_two(threads, [&] { out.topRows(m1).noalias() = A.topRows(m1) * X; },
             [&] { out.bottomRows(m - m1).noalias() = A.bottomRows(m - m1) * X; });
   }
 }
 
+// The sweeps' GEMM operands, kept across sweeps: allocating them afresh each sweep (~1 MB each) cost page faults,
+// 3% of a solve (measured).
+struct SweepBuffers {
+  std::vector<double> x64, p64;
+  std::vector<float> x32, p32;
+  template <class T>
+  static Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>> view(std::vector<T>& v, Index rows, Index cols) {
+    if (static_cast<Index>(v.size()) < rows * cols) v.resize(static_cast<size_t>(rows * cols));
+    return Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>>(v.data(), rows, cols);
+  }
+};
+
 // One sweep for the pairs `idx`: the pairs whose sweep is exact share one float64 GEMM per half-sweep, the others
 // (float32 and refined sweeps, SweepPrecision) one float32 GEMM; the per-pair updates run in double. Pairs whose
 // proof is due are appended to `due`.
 inline void sweep_pairs(const Mat& W, Eigen::MatrixXf& Wf, const std::vector<PairSolver*>& solvers,
-                        const std::vector<size_t>& idx, std::vector<size_t>& due, int threads) {
+                        const std::vector<size_t>& idx, std::vector<size_t>& due, SweepBuffers& buf, int threads) {
   if (idx.empty()) return;
-  const Index m = W.rows();
+  const Index m = W.rows(), d = W.cols();
   const size_t n = idx.size();
   std::vector<char> in_f64(n);
   std::vector<Index> offset(n, 0), width(n, 0);
@@ -633,30 +659,37 @@ inline void sweep_pairs(const Mat& W, Eigen::MatrixXf& Wf, const std::vector<Pai
     cols += width[q];
   }
   if (cols32 > 0 && Wf.size() == 0) Wf = W.cast<float>();
-  Mat X64(m, cols64), P64;
-  Eigen::MatrixXf X32(m, cols32), P32;
-  for (size_t q = 0; q < n; ++q) {
-    auto& s = *solvers[idx[q]];
-    if (in_f64[q]) s.write_G_input(X64.middleCols(offset[q], width[q]));
-    else s.write_G_input(X32.middleCols(offset[q], width[q]));
-  }
-  product_in_two(W, true, X64, P64, threads);
-  product_in_two(Wf, true, X32, P32, threads);
-  const Index d = W.cols();
-  X64.resize(d, cols64);
-  X32.resize(d, cols32);
-  for (size_t q = 0; q < n; ++q) {
-    auto& s = *solvers[idx[q]];
-    if (in_f64[q]) {
-      s.take_G_product(P64.middleCols(offset[q], width[q]));
-      s.write_H_input(X64.middleCols(offset[q], width[q]));
-    } else {
-      s.take_G_product(P32.middleCols(offset[q], width[q]));
-      s.write_H_input(X32.middleCols(offset[q], width[q]));
+  {  // G side: inputs m x cols, products d x cols
+    auto X64 = SweepBuffers::view(buf.x64, m, cols64);
+    auto X32 = SweepBuffers::view(buf.x32, m, cols32);
+    for (size_t q = 0; q < n; ++q) {
+      auto& s = *solvers[idx[q]];
+      if (in_f64[q]) s.write_G_input(X64.middleCols(offset[q], width[q]));
+      else s.write_G_input(X32.middleCols(offset[q], width[q]));
     }
+    product_in_two(W, true, X64, SweepBuffers::view(buf.p64, d, cols64), threads);
+    product_in_two(Wf, true, X32, SweepBuffers::view(buf.p32, d, cols32), threads);
   }
-  product_in_two(W, false, X64, P64, threads);
-  product_in_two(Wf, false, X32, P32, threads);
+  {  // H side: inputs d x cols, products m x cols
+    const auto P64 = SweepBuffers::view(buf.p64, d, cols64);
+    const auto P32 = SweepBuffers::view(buf.p32, d, cols32);
+    auto X64 = SweepBuffers::view(buf.x64, d, cols64);
+    auto X32 = SweepBuffers::view(buf.x32, d, cols32);
+    for (size_t q = 0; q < n; ++q) {
+      auto& s = *solvers[idx[q]];
+      if (in_f64[q]) {
+        s.take_G_product(P64.middleCols(offset[q], width[q]));
+        s.write_H_input(X64.middleCols(offset[q], width[q]));
+      } else {
+        s.take_G_product(P32.middleCols(offset[q], width[q]));
+        s.write_H_input(X32.middleCols(offset[q], width[q]));
+      }
+    }
+    product_in_two(W, false, X64, SweepBuffers::view(buf.p64, m, cols64), threads);
+    product_in_two(Wf, false, X32, SweepBuffers::view(buf.p32, m, cols32), threads);
+  }
+  const auto P64 = SweepBuffers::view(buf.p64, m, cols64);
+  const auto P32 = SweepBuffers::view(buf.p32, m, cols32);
   for (size_t q = 0; q < n; ++q) {
     auto& s = *solvers[idx[q]];
     const bool proof_due = in_f64[q] ? s.take_H_product(P64.middleCols(offset[q], width[q]))
@@ -671,12 +704,13 @@ inline void sweep_pairs(const Mat& W, Eigen::MatrixXf& Wf, const std::vector<Pai
 // for all active pairs (two of each when some pairs sweep in float64 and others in float32), then the due proofs.
 inline void solve_pairs_batched(const Mat& W, const std::vector<PairSolver*>& solvers, int threads = 1) {
   Eigen::MatrixXf Wf;
+  detail::SweepBuffers buffers;
   std::vector<size_t> active, due;
   for (size_t p = 0; p < solvers.size(); ++p)
     if (!solvers[p]->done()) active.push_back(p);
   while (!active.empty()) {
     due.clear();
-    detail::sweep_pairs(W, Wf, solvers, active, due, threads);
+    detail::sweep_pairs(W, Wf, solvers, active, due, buffers, threads);
     for (size_t p : due) solvers[p]->prove(threads);
     std::vector<size_t> still;
     for (size_t p : active)
