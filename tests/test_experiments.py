@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from sdpcert import SdpcertError, load_mnist_sample
+from sdpcert import Certifier, SdpcertError, load_mnist_sample
 from sdpcert.experiments import error_vs_eps, plot_error_vs_eps, write_csv
 
 from helpers import train_small_mnist_net
@@ -77,3 +77,30 @@ def test_networks_figure_from_csv(rows, tmp_path):
     assert [r["eps"] for r in again] == [r["eps"] for r in rows] and again[0]["n"] == rows[0]["n"]
     png = plot_networks_vs_eps({"one": again, "two": again}, tmp_path / "nets.png", method="sdp")
     assert png.stat().st_size > 10_000
+
+
+def test_box_columns_certify_the_ball_within_the_pixel_box():
+    """``box_methods``: per-example certificates over the ball intersected with [0, 1] (where the attacks search),
+    next to the whole-ball ones, on crown-box-nn (trained for them): proven (nothing broken), and no looser than the
+    same method over the whole ball, which contains that set."""
+    from sdpcert.model import load_pretrained
+
+    net = load_pretrained("crown-box-nn")
+    X, y = load_mnist_sample("test", limit=40)
+    row = error_vs_eps(net, X, y, [0.1], methods=("lp",), attacks=("pgd",), attack_options={"pgd": {"steps": 10}},
+                       box_methods=("lp", "best"), box_certifier=Certifier(net, input_domain=(0, 1)))[0]
+    assert row["broken"] == 0 and row["lp_box_broken"] == 0 and row["best_box_broken"] == 0
+    assert row["any_attack_error"] <= row["best_box_certified_error"] <= row["lp_box_certified_error"]
+    assert row["lp_box_certified_error"] <= row["lp_certified_error"]
+    assert row["lp_box_seconds"] >= 0
+
+
+def test_box_columns_need_a_box_and_per_example_methods():
+    net = train_small_mnist_net(epochs=1)
+    X, y = load_mnist_sample("test", limit=5)
+    with pytest.raises(SdpcertError, match="box_certifier"):
+        error_vs_eps(net, X, y, [0.1], box_methods=("lp",))
+    with pytest.raises(SdpcertError, match="box_certifier"):
+        error_vs_eps(net, X, y, [0.1], box_methods=("lp",), box_certifier=Certifier(net))
+    with pytest.raises(SdpcertError, match="per-example methods.*'sdp'"):
+        error_vs_eps(net, X, y, [0.1], box_methods=("sdp",), box_certifier=Certifier(net, input_domain=(0, 1)))

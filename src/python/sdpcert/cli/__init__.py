@@ -18,7 +18,8 @@ reports name the data set, its size and sha256, and a model whose d or k is not 
   model as ONNX.
 - ``verify``: answer one VNNLIB property (:mod:`sdpcert.vnnlib`): ``unsat`` (certified on the box), ``sat`` (a
   counterexample, re-checked in float64) or ``unknown`` on stdout, exit code 0 for each.
-- ``reproduce``: the paper's experiments end to end (7 networks, every bound and attack, figures, report).
+- ``reproduce``: the paper's experiments end to end (its 7 networks and CROWN-box-NN, ours; every bound and attack,
+  figures, report).
 
 Exit codes: 0 success (``verify``: whatever the answer); 2 bad input (a usage error, an ``SdpcertError`` such as a
 corrupt model or data file, an ONNX graph or VNNLIB file outside what sdpcert reads, a model whose d or k is not the

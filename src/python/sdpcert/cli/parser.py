@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from ..certify import ALL_METHODS, CASCADE, METHOD_TABLE, METHODS
     from ..experiments.demo import DEFAULT_EPS
-    from ..training import OBJECTIVES, TRAIN_OBJECTIVES
+    from ..experiments.reproduce.plan import NETWORK_KEYS
+    from ..training import TRAIN_OBJECTIVES
 
     PER_EXAMPLE = [m for m in ALL_METHODS if METHOD_TABLE[m].uses_input_domain]
     parser = argparse.ArgumentParser(
@@ -321,19 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--restarts", type=_pos_int, default=5, help="PGD random restarts (default 5)")
     ver.add_argument("--seed", type=_seed, default=0, help="seed of PGD's random starts (default 0)")
 
-    rep = sub.add_parser("reproduce", help="the paper's experiments end to end: 7 networks, all bounds, figures, report",
+    rep = sub.add_parser("reproduce", help="the paper's experiments end to end: its 7 networks (and CROWN-box-NN, "
+                                           "ours), all bounds, figures, report",
                          description="Train (or reuse, by content hash) NT/Fro/Spe/AT-NN, SDP-NN (unweighted and "
-                                     "weighted) and LP-NN on MNIST; certify each with the SDP, spectral, Frobenius "
-                                     "and LP bounds and attack it with FGSM, PGD and CW; write Fig. 2, 3a, 3b, 4a, 4b "
-                                     "(PNG + CSV), table1.md and REPORT.md next to the paper's numbers. Stages are "
-                                     "kept in DIR: a rerun resumes. Full: ~80 minutes on 2 cores; --quick: 1-3 minutes.")
+                                     "weighted) and LP-NN on MNIST, and beyond the paper CROWN-box-NN (the packaged "
+                                     "crown-box-nn's recipe); certify each with the SDP, spectral, Frobenius "
+                                     "and LP bounds (CROWN-box-NN also with lp and best over the ball intersected "
+                                     "with [0, 1]) and attack it with FGSM, PGD and CW; write Fig. 2, 3a, 3b, 4a, 4b "
+                                     "(PNG + CSV; the paper's networks), table1.md and REPORT.md next to the paper's "
+                                     "numbers. Stages are kept in DIR: a rerun resumes. Full: ~80 minutes on 2 cores "
+                                     "for the paper's networks, 10-30 more for CROWN-box-NN; --quick: a few minutes.")
     rep.add_argument("--out", metavar="DIR", required=True, help="output folder (networks/, results/, figures, report)")
     rep.add_argument("--quick", action="store_true",
                      help="a few epochs on 2,000 training / 500 test images: checks the pipeline in minutes")
     rep.add_argument("--data", metavar="DIR", default=None,
                      help="folder with the MNIST IDX files (default: $SDPCERT_MNIST_DIR, else ~/.cache/sdpcert/mnist)")
     rep.add_argument("--only", type=lambda text: [t for t in text.split(",") if t], default=None,
-                     help=f"comma-separated networks to train and evaluate now ({','.join(OBJECTIVES)}); the "
+                     help=f"comma-separated networks to train and evaluate now ({','.join(NETWORK_KEYS)}); the "
                           "figures and report use every network evaluated so far in DIR")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

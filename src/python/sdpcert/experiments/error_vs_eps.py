@@ -2,7 +2,9 @@
 
 * :func:`error_vs_eps` -- Fig. 3b: for one network and a grid of radii, the error under FGSM, PGD and CW (lower
   bounds on the robust error) and the certified error of each certification method (upper bounds), on the same
-  points. Every row also counts the certified points that some attack broke (must be 0).
+  points. Every row also counts the certified points that some attack broke (must be 0). Per-example methods can
+  also be measured over the ball intersected with an input box (``box_methods``: the set the attacks search, since
+  they clip to [0, 1]), next to the same methods over the whole ball.
 * :func:`write_csv`, :func:`plot_error_vs_eps` -- the table as CSV and the figure as PNG (matplotlib, imported only
   here).
 
@@ -19,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 from .._checks import check_eps
 from ..attacks import evaluate_attacks
-from ..certify import Certifier, methods_for
+from ..certify import METHOD_TABLE, Certifier, methods_for
 from ..errors import SdpcertError
 from ..model import TwoLayerNet
 from .soundness import count_broken
@@ -33,22 +35,29 @@ ATTACK_OPTIONS = {"pgd": {"steps": 40, "restarts": 1}, "cw": {"steps": 100}}
 def error_vs_eps(net: TwoLayerNet, X: Any, y: Any, eps_values: Sequence[float],
                  methods: Optional[Sequence[str]] = None, attacks: Sequence[str] = ("fgsm", "pgd", "cw"),
                  attack_options: Optional[dict] = None, certifier: Optional[Certifier] = None,
-                 progress: Optional[Any] = None) -> list[dict]:
+                 progress: Optional[Any] = None, box_methods: Sequence[str] = (),
+                 box_certifier: Optional[Certifier] = None) -> list[dict]:
     """One row per radius: ``eps``, ``n``, ``clean_error``, ``<attack>_error`` per attack, ``any_attack_error``,
     ``<method>_certified_error`` and ``<method>_broken`` (certified points that some attack fooled; 0 for sound
     certificates) per certification method (default: every method that applies to ``net``), and ``broken``, their
     sum.
+    ``box_methods``: per-example methods also certified by ``box_certifier`` (a Certifier of ``net`` with an
+    input domain: the ball intersected with that box), as ``<method>_box_certified_error``, ``<method>_box_seconds``
+    and ``<method>_box_broken`` (counted in ``broken`` too), against the same attacks.
     ``progress(done, total)`` is called after each radius."""
     eps_values = [check_eps(e) for e in eps_values]
     if not eps_values:
         raise SdpcertError("eps_values must name at least one radius")
     methods = list(methods_for(net) if methods is None else methods)
+    box_methods = list(box_methods)
+    _check_box(box_methods, box_certifier)
     options = {key: dict(value) for key, value in ATTACK_OPTIONS.items()}
     for key, value in (attack_options or {}).items():
         options.setdefault(key, {}).update(value)
     options = {key: value for key, value in options.items() if key in attacks}
     certifier = certifier if certifier is not None else Certifier(net)
     certs = certifier.certify_grid(X, y, eps_values, methods)
+    box_certs = box_certifier.certify_grid(X, y, eps_values, box_methods) if box_methods else {}
     rows = []
     for index, eps in enumerate(eps_values):
         t0 = time.perf_counter()
@@ -62,12 +71,31 @@ def error_vs_eps(net: TwoLayerNet, X: Any, y: Any, eps_values: Sequence[float],
             row[f"{method}_certified_error"] = result.certified_error
             row[f"{method}_seconds"] = result.seconds
             row[f"{method}_broken"] = count_broken(result.certified, found["any_fooled"])
-        row["broken"] = sum(row[f"{method}_broken"] for method in methods)
+        for method in box_methods:
+            result = box_certs[(eps, method)]
+            row[f"{method}_box_certified_error"] = result.certified_error
+            row[f"{method}_box_seconds"] = result.seconds
+            row[f"{method}_box_broken"] = count_broken(result.certified, found["any_fooled"])
+        row["broken"] = (sum(row[f"{method}_broken"] for method in methods)
+                         + sum(row[f"{method}_box_broken"] for method in box_methods))
         row["attack_seconds"] = time.perf_counter() - t0
         rows.append(row)
         if progress is not None:
             progress(index + 1, len(eps_values))
     return rows
+
+
+def _check_box(box_methods: Sequence[str], box_certifier: Optional[Certifier]) -> None:
+    """Box columns need a certifier with an input domain, and methods whose bound uses it (per example): the
+    per-model bounds prove the whole ball whatever the domain, so a box column of theirs would only repeat it."""
+    if not box_methods:
+        return
+    if box_certifier is None or box_certifier.input_domain is None:
+        raise SdpcertError("box_methods need box_certifier: a Certifier with an input_domain")
+    whole_ball = [m for m in box_methods if m not in METHOD_TABLE or not METHOD_TABLE[m].uses_input_domain]
+    if whole_ball:
+        raise SdpcertError(f"box_methods must be per-example methods (their bounds use the input box); got "
+                           f"{', '.join(map(repr, whole_ball))}")
 
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:

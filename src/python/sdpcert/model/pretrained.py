@@ -6,7 +6,9 @@ penalty at eps = 0.1 on MNIST; docs/design.md §2, training against the certific
 intersected with [0, 1] (``sdpcert train --objective crown-box``; docs/results/crown-box-nn: certified 9.66% at
 eps = 0.1 by ``best``). ``available()`` lists them. ``pretrained_info(name)`` returns how it was trained (the command,
 the configuration, the package commit) and what was measured on it when it was packaged (clean, PGD and certified
-error on the 10,000 MNIST test images) -- numbers written by ``tools/package_model.py``, never typed in.
+error on the 10,000 MNIST test images; records written with ``--box-methods`` also have
+``evaluation["box_certificates"]``: per-example certificates such as ``best`` over the ball intersected with the
+input box) -- numbers written by ``tools/package_model.py``, never typed in.
 
 The command line takes a packaged name wherever it takes a model file: ``sdpcert certify sdp-nn --eps 0.1``.
 The weights are stored as float32 (the net was trained in float32, so this is exact; see ``TwoLayerNet.save``).

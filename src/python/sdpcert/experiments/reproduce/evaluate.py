@@ -3,11 +3,14 @@
 For the final network at eps = 0.1 (and, for SDP-NN, every radius of Fig. 3b): the certified error under each
 upper bound (exact pair SDPs, spectral, Frobenius, the LP of Wong & Kolter) and the error under FGSM, PGD and
 CW-l_inf (lower bounds), on the same test images, with the count of certified points some attack broke (must be
-0: the run stops with an error otherwise). Then:
+0: the run stops with an error otherwise). A network with ``box_methods`` (CROWN-box-NN) is also certified by
+those per-example methods over the ball intersected with the pixel box (``<method>_box_certified_error``), against
+the same attacks, which stay in that box. Then:
 
 * ``schedule_check``: PGD error of the half-way snapshot against the final network's on the first test images;
 * ``dual_vs_exact`` (SDP-NN, Fig. 4b): for every snapshot, the dual certificate logged during training (proven,
-  from the training-time c_ij) against the exact pair SDPs' certificate of the same weights.
+  from the training-time c_ij) against the exact pair SDPs' certificate of the same weights;
+* ``packaged_match`` (networks with a packaged twin): the largest weight difference from the packaged model.
 
 Written to ``OUT/results/<key>.json``; reused while the network's hash and the evaluation settings are unchanged.
 """
@@ -28,7 +31,7 @@ from ...errors import UnsoundCertificateError
 from ...model import TwoLayerNet
 from ...training import LOG_JSON_NAME, MODEL_NAME, load_split
 from ..error_vs_eps import error_vs_eps
-from .plan import EvalSettings, NetworkSpec
+from .plan import INPUT_BOX, EvalSettings, NetworkSpec
 from .training import run_folder
 
 __all__ = ["evaluate_network", "result_path"]
@@ -91,9 +94,9 @@ def _dual_vs_exact(folder: Path, history: list[dict], X: np.ndarray, y: np.ndarr
     return rows
 
 
-def _packaged_match(net: TwoLayerNet, name: str = "sdp-nn") -> Optional[dict]:
-    """How far the reproduced SDP-NN is from the packaged one (trained from the same settings and seed): the
-    largest absolute difference over all weights and biases (0.0: bit-identical training)."""
+def _packaged_match(net: TwoLayerNet, name: str) -> Optional[dict]:
+    """How far the reproduced network is from the packaged one ``name`` (trained from the same settings and seed):
+    the largest absolute difference over all weights and biases (0.0: bit-identical training)."""
     from ...model import available, load_pretrained
 
     if name not in available():
@@ -127,8 +130,12 @@ def evaluate_network(out: Path, spec: NetworkSpec, data: Optional[str], settings
     say(f"  45 pair SDPs solved in {pairs.seconds:.1f} s; certifying {len(y)} test images (SDP, spectral, Frobenius, "
         f"LP) and attacking them (FGSM, PGD {settings.pgd_steps}x{settings.pgd_restarts}, CW {settings.cw_steps}) "
         f"at eps {', '.join(f'{e:g}' for e in radii)}")
+    if spec.box_methods:
+        say(f"  and over the ball intersected with [{INPUT_BOX[0]:g}, {INPUT_BOX[1]:g}]: {', '.join(spec.box_methods)}")
+    box_certifier = Certifier(net, input_domain=INPUT_BOX) if spec.box_methods else None
     rows = error_vs_eps(net, X, y, radii, methods=METHODS, attack_options=_attack_options(settings),
-                        certifier=certifier, progress=lambda done, total: say(f"  radius {done}/{total} done"))
+                        certifier=certifier, progress=lambda done, total: say(f"  radius {done}/{total} done"),
+                        box_methods=spec.box_methods, box_certifier=box_certifier)
     broken = sum(row["broken"] for row in rows)
     if broken:
         raise UnsoundCertificateError(f"{spec.name}: {broken} certified points were broken by an attack: a "
@@ -137,16 +144,19 @@ def evaluate_network(out: Path, spec: NetworkSpec, data: Optional[str], settings
     if log is not None:
         log(f"  {spec.name} at eps {settings.eps:g}: clean {100 * main['clean_error']:.2f}%, PGD "
             f"{100 * main['pgd_error']:.2f}%, SDP-certified {100 * main['sdp_certified_error']:.2f}%, LP-certified "
-            f"{100 * main['lp_certified_error']:.2f}%, 0 certified points broken")
+            f"{100 * main['lp_certified_error']:.2f}%"
+            + "".join(f", {m} over the box {100 * main[f'{m}_box_certified_error']:.2f}%" for m in spec.box_methods)
+            + ", 0 certified points broken")
     upper, lower = pairs.upper[np.triu_indices(net.k, 1)], pairs.lower[np.triu_indices(net.k, 1)]
     record = {"key": spec.key, "name": spec.name, "hash": trained["hash"], "settings": settings.to_dict(),
               "trained": {k: v for k, v in trained.items() if k != "reused"},
               "eval": main, "eps_curve": rows if spec.key == "sdp" else [],
+              "box_methods": list(spec.box_methods), "input_box": list(INPUT_BOX) if spec.box_methods else None,
               "pair_sdp": {"seconds": pairs.seconds, "max_relative_gap": float(np.max((upper - lower) / upper)),
                            "mean_upper": float(upper.mean())},
               "schedule_check": _schedule_check(folder, net, trained["epochs"], X, y, settings),
               "dual_vs_exact": _dual_vs_exact(folder, history, X, y, settings.eps, log) if spec.key == "sdp" else [],
-              "packaged_match": _packaged_match(net) if spec.key == "sdp" else None,
+              "packaged_match": _packaged_match(net, spec.packaged) if spec.packaged else None,
               "history": history}
     record["eval_seconds"] = time.perf_counter() - t_start
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 A network lives in ``OUT/networks/<key>-<hash>/`` (the files of :func:`sdpcert.training.train`: model.npz, the
 per-epoch log, checkpoint.pt and the snapshots). ``trained.json`` there marks a finished run; a folder with a
 checkpoint but no marker was interrupted and resumes from its last epoch (the same weights as an uninterrupted
-run, see :mod:`sdpcert.training`).
+run, see :mod:`sdpcert.training`). A run trained elsewhere by :func:`sdpcert.training.train` with the same settings
+(so the same hash) can be adopted: its files in the folder and a ``trained.json`` of this form whose
+``adopted_from`` says where it came from, which the report then states.
 """
 
 from __future__ import annotations
