@@ -11,13 +11,14 @@
 // and the dual vector c_k = ||(M U)_k|| that matches it at the optimum.
 // The certified upper bound is proven from c by certify_bound.hpp (lambda_max_upper_bound: a shifted Cholesky of a
 // Schur complement, every rounding bounded), in the form S <= sum max(c, 0) + (1 + m) a + D e_v.
-// If the proven bound stays far from the primal once the primal has stalled, the rank was too small for this
-// instance: the rank is doubled (a rank-deficient local optimum of the factorised problem is global, so growing the
-// rank is what removes a spurious stall).
-// On the hard pairs (the rank grew, or past kAndersonAfter sweeps: a robust-trained net's pairs) each sweep is
-// followed by an Anderson step that mixes the last `anderson` sweeps (anderson_step); after a failed proof, the next
-// one is tried as soon as the proxy gap has fallen as far as the last proven gap says it must (prove()). Neither
-// changes what the numbers mean: every factor is feasible and every upper bound goes through the proof.
+// The rank grows when the factor uses all its columns early on (factor_uses_every_column: robust nets' pairs, from
+// sweep 4), or when the proven bound stays far from a stalled primal (a rank-deficient local optimum of the
+// factorised problem is global, so growing the rank is what removes a spurious stall).
+// On the hard pairs (the rank grew, or past kAndersonAfter sweeps: a robust-trained net's pairs) each sweep after
+// the float32 phase is followed by an Anderson step that mixes the last `anderson` sweeps (anderson_step). The first
+// proof is tried once the proxy gap is below kFirstProofProxy * rel_tol; after a failed one, the next is tried as
+// soon as the proxy gap has fallen as far as the last proven gap says it must (prove()). None of this changes what
+// the numbers mean: every factor is feasible and every upper bound goes through the proof.
 // Entry points: solve_pair_sdps (many pairs of one network: balancing, grouped batched solves, mapping back) and
 // solve_pair_sdp (one pair, as given); PairSolver and solve_pairs are the machinery under them.
 #pragma once
@@ -176,7 +177,6 @@ class PairSolver {
   }
 
   bool done() const { return done_; }
-  bool low_precision() const { return low_precision_; }
   int rank() const { return r_; }
 
   // Decides how the coming sweep computes its products (SweepPrecision); called once at the start of each sweep.
@@ -264,8 +264,6 @@ class PairSolver {
     relax(U2_new, U2_);
     U2_.swap(U2_new);
   }
-
-  const Mat& U2() const { return U2_; }
 
   // H = W U2 (m x r): (1, s)-part of c and the exact (1, s)-row update. Returns true if a proof is due now.
   template <class Block>
