@@ -131,11 +131,17 @@ namespace detail {
 // by the Lanczos of lanczos.hpp, 60 steps from a fixed deterministic start, no early stop and no restart (below
 // dense_below the dense eigensolver, exact). An estimate only: it chooses the shift of the Cholesky test, it proves
 // nothing, so it may be anywhere (the shift search then grows the shift until a proof succeeds).
+// The Lanczos start of both estimates below: deterministic, and not orthogonal to much.
+inline Vec deterministic_start(Index n) {
+  Vec start(n);
+  for (Index i = 0; i < n; ++i)
+    start(i) = 1.0 / std::sqrt(static_cast<double>(n)) + 0.1 * std::sin(1.0 + 7.0 * static_cast<double>(i));
+  return start;
+}
+
 inline double estimate_lambda_min(const Mat& S) {
   const Index n = S.rows();
-  Mat start(n, 1);
-  for (Index i = 0; i < n; ++i)  // deterministic, not orthogonal to much
-    start(i, 0) = 1.0 / std::sqrt(static_cast<double>(n)) + 0.1 * std::sin(1.0 + 7.0 * static_cast<double>(i));
+  const Mat start = deterministic_start(n);
   LanczosOptions opt;
   opt.tol = 0.0;
   opt.max_iter = 60;
@@ -159,9 +165,7 @@ inline double estimate_lambda_min_from_factor(const Mat& L, int steps = 24) {
   const int k = static_cast<int>(std::min<Index>(steps, n));
   Mat Q(n, k + 1);
   Vec alpha(k), beta(k);
-  for (Index i = 0; i < n; ++i)
-    Q(i, 0) = 1.0 / std::sqrt(static_cast<double>(n)) + 0.1 * std::sin(1.0 + 7.0 * static_cast<double>(i));
-  Q.col(0).normalize();
+  Q.col(0) = deterministic_start(n).normalized();
   const auto Lt = L.triangularView<Eigen::Lower>();
   int used = 0;
   for (int j = 0; j < k; ++j) {

@@ -189,56 +189,19 @@ class PairSolver {
     return precision_;
   }
 
-  // This sweep's left input of the G product: Y (float32 and exact sweeps) or Y - Y_ref (refined sweeps). An exact
-  // sweep keeps its Y as the new reference.
+  // This sweep's inputs of the G product (Y) and of the H product (U2), and the completion of each product. Refined
+  // sweeps multiply the change since the reference (and add the reference's product back); exact sweeps make their
+  // input and product the new reference; float32 sweeps use neither.
   template <class Block>
-  void write_G_input(Block out) {
-    if (precision_ == SweepPrecision::refined) {
-      out = (Y() - Y_ref_).template cast<typename Block::Scalar>();
-    } else {
-      if (precision_ == SweepPrecision::exact) Y_ref_ = Y();
-      out = Y().template cast<typename Block::Scalar>();
-    }
-  }
-
-  // The product of this sweep's input with W^T, as computed by the driver; completes G and takes it.
+  void write_G_input(Block out) { write_input(Y(), Y_ref_, out); }
   template <class Block>
-  void take_G_product(const Block& P) {
-    if (precision_ == SweepPrecision::refined) {
-      const Mat G = G_ref_ + P.template cast<double>();
-      take_G(G);
-    } else if (precision_ == SweepPrecision::exact) {
-      G_ref_ = P.template cast<double>();
-      take_G(G_ref_);
-    } else {
-      const Mat G = P.template cast<double>();
-      take_G(G);
-    }
-  }
-
-  // The same two steps for the H product, whose input is U2 (or U2 - U2_ref).
+  void write_H_input(Block out) { write_input(U2_, U2_ref_, out); }
   template <class Block>
-  void write_H_input(Block out) {
-    if (precision_ == SweepPrecision::refined) {
-      out = (U2_ - U2_ref_).template cast<typename Block::Scalar>();
-    } else {
-      if (precision_ == SweepPrecision::exact) U2_ref_ = U2_;
-      out = U2_.template cast<typename Block::Scalar>();
-    }
-  }
-
+  void take_G_product(const Block& P) { take_G(completed(P, G_ref_)); }
   template <class Block>
   bool take_H_product(const Block& P) {
-    if (precision_ == SweepPrecision::refined) {
-      const Mat H = H_ref_ + P.template cast<double>();
-      return take_H(H);
-    }
-    if (precision_ == SweepPrecision::exact) {
-      H_ref_ = P.template cast<double>();
-      reference_valid_ = true;
-      return take_H(H_ref_);
-    }
-    const Mat H = P.template cast<double>();
+    const Mat H = completed(P, H_ref_);
+    if (precision_ == SweepPrecision::exact) reference_valid_ = true;
     return take_H(H);
   }
 
@@ -458,6 +421,24 @@ class PairSolver {
   const SdpResult& result() const { return res_; }
 
  private:
+  template <class Block>
+  void write_input(const Mat& now, Mat& ref, Block out) {
+    if (precision_ == SweepPrecision::refined) {
+      out = (now - ref).template cast<typename Block::Scalar>();
+      return;
+    }
+    if (precision_ == SweepPrecision::exact) ref = now;
+    out = now.template cast<typename Block::Scalar>();
+  }
+
+  template <class Block>
+  Mat completed(const Block& P, Mat& ref) const {
+    Mat product = P.template cast<double>();
+    if (precision_ == SweepPrecision::refined) product += ref;
+    else if (precision_ == SweepPrecision::exact) ref = product;
+    return product;
+  }
+
   // Anderson acceleration (type II) of the sweep map F: x -> x' on the stacked factor x = [U1; U2]. With the last
   // `anderson` differences of outputs dG and of residuals dF (f = F(x) - x), the next factor is
   // F(x) - dG gamma, gamma = argmin ||f - dF gamma|| (normal equations, slightly regularised), rows renormalised.
@@ -506,8 +487,8 @@ class PairSolver {
     // dF^T dF_slot and the right-hand side dF^T f, then (below) U <- g - dG gamma. Measured: the column-at-a-time
     // version (2k + 3k passes over memory for k stored columns) cost ~15% of a robust net's solve.
     constexpr Index kChunk = 512;
-    double gram_col[64], rhs[64];
-    for (int i = 0; i < k; ++i) gram_col[i] = rhs[i] = 0.0;
+    Vec gram_col = Vec::Zero(k), rhs = Vec::Zero(k);
+    alignas(64) double df_buf[kChunk], col_buf[kChunk];  // a chunk widened to double, on the stack: nothing allocated per chunk
     auto fuse_and_dot = [&](const double* u, Index lo, Index hi) {
       for (Index c0 = lo; c0 < hi; c0 += kChunk) {
         const Index c1 = std::min(hi, c0 + kChunk);
@@ -521,21 +502,20 @@ class PairSolver {
         }
         // Eigen's dot products: a plain loop's sum would not vectorise without -ffast-math (never used here).
         const Index len = c1 - c0;
-        const Vec df_chunk = Eigen::Map<const Eigen::VectorXf>(df + c0, len).cast<double>();
+        Eigen::Map<Vec> df_chunk(df_buf, len), col(col_buf, len);
+        df_chunk = Eigen::Map<const Eigen::VectorXf>(df + c0, len).cast<double>();
         const Eigen::Map<const Vec> f_chunk(fp + c0, len);
         for (int q = 0; q < k; ++q) {
-          const Vec col = Eigen::Map<const Eigen::VectorXf>(aa_dF_.col(q).data() + c0, len).cast<double>();
-          gram_col[q] += col.dot(df_chunk);
-          rhs[q] += col.dot(f_chunk);
+          col = Eigen::Map<const Eigen::VectorXf>(aa_dF_.col(q).data() + c0, len).cast<double>();
+          gram_col(q) += col.dot(df_chunk);
+          rhs(q) += col.dot(f_chunk);
         }
       }
     };
     fuse_and_dot(u1, 0, n1);
     fuse_and_dot(u2, n1, n);
-    for (int i = 0; i < k; ++i) {
-      aa_gram_(i, slot) = aa_gram_(slot, i) = gram_col[i];
-      aa_rhs_(i) = rhs[i];
-    }
+    for (int i = 0; i < k; ++i) aa_gram_(i, slot) = aa_gram_(slot, i) = gram_col(i);
+    aa_rhs_.head(k) = rhs;
     aa_count_ += 1;
     Mat A = aa_gram_.topLeftCorner(k, k);
     A.diagonal().array() += 1e-10 * A.trace() / k + 1e-300;
