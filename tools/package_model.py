@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The command line's own argument types: method names checked against the method table, LO,HI with a clear error.
+from sdpcert.cli.parser import _input_domain, _method_list
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,15 +43,6 @@ def git_commit() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def _names(text: str) -> tuple:
-    return tuple(t for t in text.split(",") if t)
-
-
-def _domain(text: str) -> tuple:
-    lo, hi = (float(t) for t in text.split(","))
-    return lo, hi
 
 
 def box_certificates(row: dict, methods: tuple, domain: tuple) -> dict:
@@ -79,10 +73,10 @@ def main(argv=None) -> int:
     parser.add_argument("--command", default=None, help="the training command, as run (for the record)")
     parser.add_argument("--json-only", action="store_true",
                         help="write only NAME.json (an evaluation record, e.g. under docs/results), no weights")
-    parser.add_argument("--box-methods", type=_names, default=(),
+    parser.add_argument("--box-methods", type=_method_list, default=(),
                         help="per-example methods also certified over the ball intersected with --input-domain, "
                              "e.g. lp,best (default: none)")
-    parser.add_argument("--input-domain", type=_domain, default=(0.0, 1.0),
+    parser.add_argument("--input-domain", type=_input_domain, default=(0.0, 1.0),
                         help="LO,HI: the box of --box-methods (default 0,1: pixels)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
