@@ -10,8 +10,9 @@ Wong & Kolter's training with their radius ramp (batch 50), 20 epochs.
 
 Beyond the paper (``EXTRA_KEYS``): CROWN-box-NN, trained with the ``crown-box`` objective (issue 11) by the recipe
 of the packaged ``crown-box-nn`` (docs/results/crown-box-nn), setting for setting and with its seed, so a full run
-retrains that network (the report gives the largest weight difference from it, ``packaged``). It is evaluated like the others and also by per-example certificates over the ball intersected with the
-pixel box (``box_methods``); it has no paper numbers. Adding it changed none of the seven networks' hashes (their
+retrains that network (the report gives the largest weight difference from it, ``packaged``). It is evaluated like
+the others and also by per-example certificates over the ball intersected with the pixel box (``box_methods``); it
+has no paper numbers. Adding it changed none of the seven networks' hashes (their
 stored runs are still reused): crown-box's own settings (``CERTIFIED_KEYS``) stay out of the other objectives'
 ``TrainConfig.to_dict`` while at their defaults, and ``box_methods`` / ``packaged`` are not hashed.
 """
