@@ -14,7 +14,7 @@ from sdpcert import Certifier, SdpcertError, TwoLayerNet, load_mnist_sample
 from sdpcert.cli import main
 from sdpcert.attacks import evaluate_attacks
 from sdpcert.training import (OBJECTIVES, TrainConfig, Trainer, certified_error_from_growth,
-                              dual_growth as _dual_growth, multiclass_hinge, train)
+                              crammer_singer_hinge, dual_growth as _dual_growth, multiclass_hinge, train)
 
 TINY = dict(hidden=20, limit=200, test_limit=150, batch_size=50, at_steps=3, weight_refresh_every=1)
 
@@ -79,6 +79,21 @@ def test_hinge_matches_definition():
     labels = torch.tensor([0, 1])
     # row 0: max(0, 1 + 1.5 - 2) + max(0, 1 - 1 - 2) = 0.5; row 1: max(0, 1 + 0) + max(0, 1 + 3) = 5
     assert float(multiclass_hinge(logits, labels)) == pytest.approx(2.75)
+
+
+def test_crammer_singer_hinge_matches_definition_and_trains():
+    logits = torch.tensor([[2.0, 1.5, -1.0], [0.0, 0.0, 3.0], [5.0, 0.0, 1.0]])
+    labels = torch.tensor([0, 1, 0])
+    # max(0, 1 + max_{j != y} f_j - f_y): row 0 1 + 1.5 - 2 = 0.5; row 1 1 + 3 - 0 = 4; row 2 max(0, 1 + 1 - 5) = 0
+    assert float(crammer_singer_hinge(logits, labels)) == pytest.approx(1.5)
+    cfg = TrainConfig(objective="sdp", hidden=20, sdp_hinge="cs", sdp_loss_scale=30.0)
+    trainer = Trainer(cfg)
+    X, y = load_mnist_sample("train", limit=50)
+    xb, yb = torch.from_numpy(X), torch.from_numpy(y)
+    before = float(crammer_singer_hinge(trainer.model(xb), yb).detach())
+    parts = trainer.step(xb, yb)
+    assert parts["hinge"] == pytest.approx(before, rel=1e-6)  # the step reports (and trains) the chosen hinge
+    assert parts["loss"] == pytest.approx(30.0 * parts["hinge"] + parts["penalty"], rel=1e-6)
 
 
 def test_sdp_penalty_decreases():

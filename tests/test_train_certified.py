@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reference import relu_max_margin_enum_box
 from sdpcert import SdpcertError, TwoLayerNet, load_mnist_sample
@@ -18,7 +19,7 @@ from sdpcert.cli import main
 from sdpcert.torch import lp_margin_bounds_torch
 from sdpcert.torch.box_bound import (box_region_torch, certified_cross_entropy, interval_margin_bounds_torch,
                                      linear_margin_bounds_torch)
-from sdpcert.training import EXTRA_OBJECTIVES, OBJECTIVES, TRAIN_OBJECTIVES, TrainConfig, Trainer, train
+from sdpcert.training import EXTRA_OBJECTIVES, OBJECTIVES, TRAIN_OBJECTIVES, TrainConfig, Trainer, pgd_torch, train
 
 TINY = dict(objective="crown-box", hidden=20, limit=200, test_limit=100, batch_size=50, cert_warmup_epochs=0,
             cert_ramp_epochs=1, eps_train=0.05)
@@ -44,9 +45,17 @@ def test_paper_objectives_records_leave_out_the_new_settings():
     settings' defaults must give the dict they gave before those settings existed (so existing runs are reused)."""
     from sdpcert.training.config import CERTIFIED_KEYS
 
+    from sdpcert.training.config import QUIET_DEFAULT_KEYS
+
     for objective in OBJECTIVES:
-        assert not set(CERTIFIED_KEYS) & set(TrainConfig(objective=objective).to_dict())
-    assert set(CERTIFIED_KEYS) <= set(TrainConfig(objective="crown-box").to_dict())
+        assert not set(CERTIFIED_KEYS + QUIET_DEFAULT_KEYS) & set(TrainConfig(objective=objective).to_dict())
+    # crown-box records its settings, except those added after its packaged run while they are at their defaults
+    # (its reproduce hash stays the packaged net's)
+    crown = TrainConfig(objective="crown-box").to_dict()
+    assert set(CERTIFIED_KEYS) - set(QUIET_DEFAULT_KEYS) <= set(crown) and not set(QUIET_DEFAULT_KEYS) & set(crown)
+    extras = TrainConfig(objective="crown-box", cert_pgd_weight=0.5, cert_pgd_steps=3, cert_sdp_lambda=1e-3).to_dict()
+    assert (extras["cert_pgd_weight"], extras["cert_pgd_steps"], extras["cert_sdp_lambda"]) == (0.5, 3, 1e-3)
+    assert TrainConfig(objective="sdp", sdp_hinge="cs").to_dict()["sdp_hinge"] == "cs"
     assert TrainConfig(objective="lp", eval_eps=0.05).to_dict()["eval_eps"] == 0.05  # recorded once it is set
 
 
@@ -189,6 +198,58 @@ def test_trains_logs_the_proven_box_certificate_and_resumes_bit_for_bit(tmp_path
               progress=False)
 
 
+def test_pgd_mix_and_sdp_penalty_enter_the_loss_as_documented():
+    """crown-box's extras: loss = kappa CE + (1 - kappa)((1 - beta) CE(bounds) + beta CE(PGD)) + lambda (radius /
+    eps_train) penalty, the PGD examples inside the ball and the box, the penalty the sdp objective's on k - 1 pairs
+    (the same value the regularizer gives for the pairs drawn from the same generator state)."""
+    from sdpcert.training.objectives import batch_losses
+
+    cfg = TrainConfig(**{**TINY, "cert_ramp_epochs": 2, "cert_pgd_weight": 0.25, "cert_pgd_steps": 3,
+                         "cert_sdp_lambda": 2e-3})
+    trainer = Trainer(cfg)
+    assert trainer.reg is not None and trainer.reg.weight == 1.0
+    trainer.progress = 1.0  # half-way up the ramp: radius 0.025, kappa 0.5
+    eps, kappa = trainer.certified_schedule()
+    assert (eps, kappa) == pytest.approx((0.025, 0.5))
+    X, y = load_mnist_sample("train", limit=40)
+    xb, yb = torch.from_numpy(X), torch.from_numpy(y)
+    state = trainer.generator.get_state()
+    parts = {key: value.detach() for key, value in batch_losses(trainer, xb, yb).items()}
+    trainer.generator.set_state(state)
+    xa = pgd_torch(trainer.model, xb, yb, eps, 2.5 * eps / 3, 3, trainer.generator, (0.0, 1.0))
+    pairs = trainer.reg.sample_pairs_sharing_class(trainer.generator)
+    assert len(pairs) == 9
+    with torch.no_grad():
+        pgd_ce, penalty = F.cross_entropy(trainer.model(xa), yb), trainer.reg(trainer.W, trainer.V, pairs)
+    assert float(parts["pgd_ce"]) == pytest.approx(float(pgd_ce), rel=1e-6)
+    assert float(parts["sdp_penalty"]) == pytest.approx(float(penalty), rel=1e-6)
+    robust = 0.75 * parts["robust_ce"] + 0.25 * parts["pgd_ce"]
+    expected = kappa * parts["ce"] + (1 - kappa) * robust + 2e-3 * (eps / 0.05) * parts["sdp_penalty"]
+    assert float(parts["loss"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float((xa - xb).abs().max()) <= eps + 1e-7 and float(xa.min()) >= 0.0 and float(xa.max()) <= 1.0
+    # the whole ball when there is no input box
+    free = pgd_torch(trainer.model, xb, yb, 0.2, 0.1, 2, torch.Generator().manual_seed(0), None)
+    assert float((free - xb).abs().max()) <= 0.2 + 1e-7 and float(free.min()) < 0.0
+    # without the extras: no reg, and the loss is the plain mix
+    plain = Trainer(TrainConfig(**TINY))
+    assert plain.reg is None and set(batch_losses(plain, xb, yb)) == {"ce", "robust_ce", "loss"}
+
+
+def test_extras_train_log_the_dual_certificate_and_resume_bit_for_bit(tmp_path):
+    base = dict(TINY, cert_pgd_weight=0.5, cert_pgd_steps=2, cert_sdp_lambda=1e-3)
+    full = train(TrainConfig(epochs=2, out_dir=str(tmp_path / "full"), **base), progress=False)
+    row = full["history"][-1]
+    assert 0.0 <= row["dual_certified_error"] <= 1.0 and np.isfinite(row["dual_S_mean"])
+    assert np.isfinite(row["train_pgd_ce"]) and np.isfinite(row["train_sdp_penalty"])
+    train(TrainConfig(epochs=1, out_dir=str(tmp_path / "split"), **base), progress=False)
+    resumed = train(TrainConfig(epochs=2, out_dir=str(tmp_path / "split"), resume=True, **base), progress=False)
+    for a, b in zip((full["net"].W, full["net"].V), (resumed["net"].W, resumed["net"].V)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(SdpcertError, match="other settings.*cert_sdp_lambda"):
+        train(TrainConfig(epochs=3, out_dir=str(tmp_path / "split"), resume=True, **{**base, "cert_sdp_lambda": 0.0}),
+              progress=False)
+
+
 def test_cli_trains_on_the_packaged_sample_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     common = ["train", "--objective", "crown-box", "--hidden", "16", "--limit", "150", "--test-limit", "80",
@@ -213,6 +274,10 @@ def test_cli_trains_on_the_packaged_sample_and_resumes(tmp_path, capsys):
     ({"cert_kappa_end": 1.5}, r"cert_kappa_end must lie in \[0, 1\]"),
     ({"cert_kappa_start": -0.1}, "cert_kappa_start must be finite and >= 0"),
     ({"cert_interval_weight": 2.0}, r"cert_interval_weight must lie in \[0, 1\]"),
+    ({"cert_pgd_weight": 1.5}, r"cert_pgd_weight must lie in \[0, 1\]"),
+    ({"cert_pgd_steps": 0}, "cert_pgd_steps"),
+    ({"cert_sdp_lambda": -1.0}, "cert_sdp_lambda must be finite and >= 0"),
+    ({"sdp_hinge": "l2"}, "sdp_hinge must be one of ww, cs"),
     ({"cert_ramp_epochs": -1}, "cert_ramp_epochs"),
     ({"input_domain": [1.0, 0.0]}, "input_domain must be two finite numbers lo < hi"),
     ({"input_domain": "0,1"}, "input_domain must be None or two numbers"),

@@ -247,6 +247,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(objective=args.objective, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, lr_decay_every=args.lr_decay_every, seed=args.seed, eps_train=args.eps_train,
                          sdp_lambda=args.sdp_lambda, sdp_loss_scale=args.sdp_loss_scale,
+                         sdp_hinge=args.sdp_hinge,
                          weight_refresh_every=args.weight_refresh_every, at_eps=args.at_eps, at_step=args.at_step,
                          at_steps=args.at_steps, data=args.data, limit=args.limit, test_limit=args.test_limit,
                          out_dir=args.out, resume=args.resume, threads=args.threads, eig_iters=args.eig_iters,
@@ -255,7 +256,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                          input_domain=None if args.input_domain is None else list(args.input_domain),
                          cert_warmup_epochs=args.cert_warmup_epochs, cert_ramp_epochs=args.cert_ramp_epochs,
                          cert_kappa_start=args.cert_kappa_start, cert_kappa_end=args.cert_kappa_end,
-                         cert_lower_slopes=args.cert_lower_slopes, cert_interval_weight=args.cert_interval_weight)
+                         cert_lower_slopes=args.cert_lower_slopes, cert_interval_weight=args.cert_interval_weight,
+                         cert_pgd_weight=args.cert_pgd_weight, cert_pgd_steps=args.cert_pgd_steps,
+                         cert_sdp_lambda=args.cert_sdp_lambda)
     if args.data is None:
         err.print("note: no --data: training on the packaged MNIST sample (2000 train / 1000 test images)",
                   highlight=False, soft_wrap=True, markup=False)

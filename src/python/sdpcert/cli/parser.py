@@ -231,8 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--sdp-lambda", type=float, default=0.05, help="penalty weight lambda (default 0.05)")
     tr.add_argument("--sdp-loss-scale", type=float, default=10.0,
                     help="factor on the mean hinge in the sdp objectives (default 10; see docs/design.md §2)")
+    tr.add_argument("--sdp-hinge", choices=("ww", "cs"), default="ww",
+                    help="sdp objectives: the multiclass hinge, ww (Weston-Watkins: every wrong class) or cs "
+                         "(Crammer-Singer: the closest wrong class) (default ww)")
     tr.add_argument("--eig-iters", type=_pos_int, default=8,
-                    help="sdp objectives: warm-started Lanczos matvecs per class pair per step (default 8)")
+                    help="sdp objectives and --cert-sdp-lambda: warm-started Lanczos matvecs per class pair per "
+                         "step (default 8)")
     tr.add_argument("--weight-refresh-every", type=_pos_int, default=20,
                     help="sdp-weighted: refresh the pair weights every N epochs (default 20)")
     tr.add_argument("--lp-eps-ramp-epochs", type=_pos_int, default=5,
@@ -259,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--cert-interval-weight", type=float, default=0.0,
                     help="crown-box: weight in [0, 1] of the interval (IBP) bound mixed into the margin bounds "
                          "(default 0)")
+    tr.add_argument("--cert-pgd-weight", type=float, default=0.0,
+                    help="crown-box: share in [0, 1] of the robust term taken by the cross-entropy on PGD examples "
+                         "at the same radius in the input box (default 0: the bounds only)")
+    tr.add_argument("--cert-pgd-steps", type=_pos_int, default=8,
+                    help="crown-box: PGD steps of --cert-pgd-weight's attack, each 2.5 radius / steps (default 8)")
+    tr.add_argument("--cert-sdp-lambda", type=float, default=0.0,
+                    help="crown-box: weight of the SDP dual penalty (the sdp objective's, k - 1 pairs sharing a "
+                         "random class per step) added to the loss, ramped in with the radius (default 0: none)")
     tr.add_argument("--snapshot-every", type=int, default=0,
                     help="also keep DIR/model_epochNNN.npz every N epochs (default 0: only the last model)")
     tr.add_argument("--at-eps", type=float, default=0.3, help="AT: PGD radius (default 0.3)")

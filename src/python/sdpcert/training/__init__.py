@@ -27,10 +27,11 @@ from .config import (CHECKPOINT_NAME, EXTRA_OBJECTIVES, LOG_CSV_NAME, LOG_JSON_N
                      TRAIN_OBJECTIVES, TrainConfig)
 from .dual import certified_error_from_growth, dual_growth
 from .loop import format_epoch, load_split, train
-from .objectives import LOSSES, multiclass_hinge, pgd_torch
+from .objectives import LOSSES, crammer_singer_hinge, multiclass_hinge, pgd_torch
 from .trainer import Trainer, threads_for, torch_threads
 
 __all__ = ["TrainConfig", "OBJECTIVES", "EXTRA_OBJECTIVES", "TRAIN_OBJECTIVES", "train", "Trainer", "load_split",
            "format_epoch", "threads_for",
-           "torch_threads", "certified_error_from_growth", "dual_growth", "multiclass_hinge", "pgd_torch", "LOSSES",
+           "torch_threads", "certified_error_from_growth", "dual_growth", "multiclass_hinge", "crammer_singer_hinge",
+           "pgd_torch", "LOSSES",
            "CHECKPOINT_NAME", "MODEL_NAME", "LOG_JSON_NAME", "LOG_CSV_NAME"]

@@ -19,7 +19,7 @@ from .._checks import nonnegative_int, positive_int
 from ..errors import SdpcertError
 
 __all__ = ["TrainConfig", "OBJECTIVES", "EXTRA_OBJECTIVES", "TRAIN_OBJECTIVES", "CHECKPOINT_NAME", "MODEL_NAME",
-           "LOG_JSON_NAME", "LOG_CSV_NAME", "RESUME_KEYS"]
+           "LOG_JSON_NAME", "LOG_CSV_NAME", "RESUME_KEYS", "SDP_HINGE_NAMES"]
 
 #: The training objectives, in the order of the paper's figures: naive, Frobenius, spectral, adversarial training,
 #: SDP (unweighted, weighted) and the LP of Wong & Kolter. See :mod:`sdpcert.training.objectives`.
@@ -32,7 +32,13 @@ EXTRA_OBJECTIVES = ("crown-box",)
 TRAIN_OBJECTIVES = OBJECTIVES + EXTRA_OBJECTIVES
 #: The settings only crown-box uses (eval_eps: also lp's logged certificate radius).
 CERTIFIED_KEYS = ("cert_warmup_epochs", "cert_ramp_epochs", "cert_kappa_start", "cert_kappa_end", "cert_lower_slopes",
-                  "cert_interval_weight", "input_domain", "eval_eps")
+                  "cert_interval_weight", "input_domain", "eval_eps", "cert_pgd_weight", "cert_pgd_steps",
+                  "cert_sdp_lambda")
+#: Settings left out of ``to_dict`` (so of ``sdpcert reproduce``'s hashes) while at their defaults, for every
+#: objective: added after the paper's networks were named, and their defaults are what those networks used.
+QUIET_DEFAULT_KEYS = ("sdp_hinge", "cert_pgd_weight", "cert_pgd_steps", "cert_sdp_lambda")
+#: The sdp objectives' classification losses (sdpcert.training.objectives.SDP_HINGES): Weston-Watkins, Crammer-Singer.
+SDP_HINGE_NAMES = ("ww", "cs")
 #: crown-box: the lower-slope rules of the linear relaxation (sdpcert.torch.box_bound.LOWER_SLOPES).
 CERT_LOWER_SLOPES = ("adaptive", "chord")
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -42,7 +48,7 @@ LOG_CSV_NAME = "log.csv"
 #: Fields that must agree between a checkpoint and the config that resumes it (epochs, out_dir, resume may change).
 RESUME_KEYS = ("objective", "hidden", "batch_size", "lr", "lr_decay_every", "seed", "eps_train", "sdp_lambda",
                "sdp_loss_scale", "fro_coef", "spe_coef", "at_eps", "at_step", "at_steps", "weight_refresh_every",
-               "lp_eps_ramp_epochs", "data", "limit", "test_limit") + CERTIFIED_KEYS
+               "lp_eps_ramp_epochs", "data", "limit", "test_limit") + CERTIFIED_KEYS + QUIET_DEFAULT_KEYS
 
 
 @dataclass
@@ -59,6 +65,7 @@ class TrainConfig:
     eps_train: float = 0.1
     sdp_lambda: float = 0.05
     sdp_loss_scale: float = 10.0  # multiplies the mean hinge (docs/design.md §6: x10 trained, x1 collapsed)
+    sdp_hinge: str = "ww"  # sdp objectives: "ww" Weston-Watkins (sum over wrong classes) or "cs" Crammer-Singer (max)
     fro_coef: float = 0.08
     spe_coef: float = 0.09
     at_eps: float = 0.3
@@ -77,6 +84,9 @@ class TrainConfig:
     # A/B of docs/results/crown-box-nn)
     cert_lower_slopes: str = "chord"
     cert_interval_weight: float = 0.0  # weight of the interval (IBP) bound mixed into the margin bounds
+    cert_pgd_weight: float = 0.0  # beta in [0, 1]: robust term = (1 - beta) CE(bounds) + beta CE(PGD examples)
+    cert_pgd_steps: int = 8  # PGD steps of that mix (step 2.5 radius / steps)
+    cert_sdp_lambda: float = 0.0  # weight of the SDP dual penalty added to crown-box's loss (ramped with the radius)
     input_domain: Optional[list] = dataclasses.field(default_factory=lambda: [0.0, 1.0])  # crown-box: [lo, hi] or None
     eval_eps: Optional[float] = None  # radius of the logged LP certificate (lp, crown-box); None: eps_train
     snapshot_every: int = 0  # > 0: also keep out_dir/model_epochNNN.npz every this many epochs (Fig. 4b needs them)
@@ -93,14 +103,15 @@ class TrainConfig:
         if self.objective not in TRAIN_OBJECTIVES:
             raise SdpcertError(f"unknown objective {self.objective!r}; choose one of {', '.join(TRAIN_OBJECTIVES)}")
         for name in ("hidden", "epochs", "batch_size", "lr_decay_every", "at_steps", "weight_refresh_every",
-                     "threads", "eig_iters", "lp_eps_ramp_epochs"):
+                     "threads", "eig_iters", "lp_eps_ramp_epochs", "cert_pgd_steps"):
             positive_int(name, getattr(self, name))
         for name in ("snapshot_every", "cert_warmup_epochs", "cert_ramp_epochs"):
             nonnegative_int(name, getattr(self, name))
         for name in ("limit", "test_limit"):
             positive_int(name, getattr(self, name), optional=True)
         for name in ("lr", "eps_train", "sdp_lambda", "sdp_loss_scale", "fro_coef", "spe_coef", "at_eps",
-                     "at_step", "cert_kappa_start", "cert_kappa_end", "cert_interval_weight"):
+                     "at_step", "cert_kappa_start", "cert_kappa_end", "cert_interval_weight", "cert_pgd_weight",
+                     "cert_sdp_lambda"):
             value = getattr(self, name)
             try:
                 value = float(value)
@@ -109,6 +120,8 @@ class TrainConfig:
             if not math.isfinite(value) or value < 0:
                 raise SdpcertError(f"{name} must be finite and >= 0; got {value!r}")
             setattr(self, name, value)
+        if self.sdp_hinge not in SDP_HINGE_NAMES:
+            raise SdpcertError(f"sdp_hinge must be one of {', '.join(SDP_HINGE_NAMES)}; got {self.sdp_hinge!r}")
         self._check_certified_settings()
         self._check_device()
         if self.lr <= 0:
@@ -122,7 +135,7 @@ class TrainConfig:
 
     def _check_certified_settings(self) -> None:
         """crown-box's settings (checked for every objective: a config is valid or not whatever it trains)."""
-        for name in ("cert_kappa_start", "cert_kappa_end", "cert_interval_weight"):
+        for name in ("cert_kappa_start", "cert_kappa_end", "cert_interval_weight", "cert_pgd_weight"):
             if getattr(self, name) > 1:
                 raise SdpcertError(f"{name} must lie in [0, 1]; got {getattr(self, name)}")
         if self.cert_lower_slopes not in CERT_LOWER_SLOPES:
@@ -182,17 +195,22 @@ class TrainConfig:
     def is_sdp(self) -> bool:
         return self.objective in ("sdp", "sdp-weighted")
 
+    @property
+    def has_sdp_penalty(self) -> bool:
+        """The run trains SDP dual variables c_ij: the sdp objectives, and crown-box with cert_sdp_lambda > 0."""
+        return self.is_sdp or (self.objective == "crown-box" and self.cert_sdp_lambda > 0)
+
     def to_dict(self) -> dict:
         """Every setting, except that the settings only crown-box uses (``CERTIFIED_KEYS``) are left out of other
         objectives' records while at their defaults: ``sdpcert reproduce`` names its networks by a hash of this
         dict, and the paper's seven must keep the names (and reuse the runs) they had before these settings
         existed. A checkpoint that lacks them was written with the defaults (``Trainer.load_state``)."""
         out = dataclasses.asdict(self)
-        if self.objective not in EXTRA_OBJECTIVES:
-            fields = {f.name: f for f in dataclasses.fields(self)}
-            for key in CERTIFIED_KEYS:
-                field = fields[key]
-                default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-                if out[key] == default:
-                    del out[key]
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        quiet = QUIET_DEFAULT_KEYS + (CERTIFIED_KEYS if self.objective not in EXTRA_OBJECTIVES else ())
+        for key in dict.fromkeys(quiet):  # a key may be in both lists
+            field = fields[key]
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            if out[key] == default:
+                del out[key]
         return out

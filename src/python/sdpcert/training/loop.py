@@ -166,7 +166,7 @@ def train(config: TrainConfig, progress: bool = True, log: Optional[LogFn] = Non
                 row["train_seconds"] = time.perf_counter() - t0
                 net = trainer.net()
                 row["clean_error"] = float((net.predict(X_test) != y_test).mean())
-                if config.is_sdp:
+                if config.has_sdp_penalty:
                     t1 = time.perf_counter()
                     G, S = dual_growth(trainer.reg, net)
                     cert = certified_error_from_growth(net, X_test, y_test, config.eps_train, G)

@@ -10,7 +10,9 @@ f = the logits of a 784-m-10 ReLU net, hinge = the mean Weston-Watkins multiclas
 * ``at``  -- CE + 0.5 CE on PGD examples (l_inf at_eps, at_steps sign steps of at_step, random start, clipped to
   [0, 1]; paper: 0.3 / 40 / 0.1). The PGD runs inside torch and takes gradients w.r.t. the inputs only.
 * ``sdp`` -- sdp_loss_scale * hinge + sdp_lambda * sum_p w_p penalty_p over the k - 1 pairs sharing a random class
-  (:class:`sdpcert.torch.DualCertificateRegularizer`, whose c_ij are trained by the same Adam).
+  (:class:`sdpcert.torch.DualCertificateRegularizer`, whose c_ij are trained by the same Adam). ``sdp_hinge``
+  picks the hinge: ``ww`` (Weston-Watkins, above; the default) or ``cs`` (Crammer-Singer, the closest wrong class
+  only, :func:`crammer_singer_hinge`).
 * ``lp`` -- LP-NN (Wong & Kolter 2018): the robust cross-entropy of the LP bounds at the current radius
   (:func:`sdpcert.torch.lp_robust_loss`, the margins' upper bounds over the l_inf ball used as logits); the
   radius grows linearly from eps_train / lp_eps_ramp_epochs to eps_train over the first lp_eps_ramp_epochs epochs
@@ -23,7 +25,10 @@ f = the logits of a 784-m-10 ReLU net, hinge = the mean Weston-Watkins multiclas
   and kappa follow a per-step schedule (:meth:`Trainer.certified_schedule`): a natural warm-up (radius 0, kappa
   cert_kappa_start), then a linear ramp of the radius to eps_train and of kappa to cert_kappa_end (certified
   training at the full radius from the first step collapses, as the ``lp`` note says; the mixed natural loss is
-  CROWN-IBP's kappa).
+  CROWN-IBP's kappa). Two optional extras: ``cert_pgd_weight`` beta replaces that share of CE(bounds) by the
+  cross-entropy on PGD examples at the same radius in the box (``cert_pgd_steps`` steps of 2.5 radius / steps; the
+  "expressive losses" mix), and ``cert_sdp_lambda`` adds the SDP dual penalty of the ``sdp`` objective (k - 1 pairs
+  sharing a random class, weight 1 inside), scaled by radius / eps_train so that it ramps in with the radius.
 * ``sdp-weighted`` -- as ``sdp`` with w_ij proportional to the fraction of training points whose maximising pair in
   the (dual) certificate is {i, j}, scaled to mean 1 over the pairs (so the penalty's total weight is the unweighted
   one's, redistributed). Training starts unweighted (w = 1) and refreshes the weights at the start of every
@@ -48,7 +53,7 @@ from typing import Any, Callable, Optional
 
 from .config import TRAIN_OBJECTIVES
 
-__all__ = ["multiclass_hinge", "pgd_torch", "spectral_norm_estimate", "batch_losses", "LOSSES"]
+__all__ = ["multiclass_hinge", "crammer_singer_hinge", "SDP_HINGES", "sdp_hinge", "pgd_torch", "spectral_norm_estimate", "batch_losses", "LOSSES"]
 
 
 def multiclass_hinge(logits: Any, labels: Any) -> Any:
@@ -61,14 +66,36 @@ def multiclass_hinge(logits: Any, labels: Any) -> Any:
     return terms.sum(dim=1).mean()
 
 
-def pgd_torch(model: Any, x: Any, labels: Any, eps: float, step: float, steps: int, generator: Any) -> Any:
-    """l_inf PGD on the cross-entropy for adversarial training: uniform random start in the ball, ``steps`` sign
-    steps of size ``step``, each projected onto the ball and [0, 1]. Gradients w.r.t. the inputs only (the
-    parameters' .grad are not touched). Returns the detached adversarial batch."""
+def crammer_singer_hinge(logits: Any, labels: Any) -> Any:
+    """Mean over the batch of the Crammer-Singer hinge ``max(0, 1 + max_{j != y} f_j - f_y)``: only the closest
+    wrong class is pushed, as in the certificate's ``max_{i != y}`` (Keras' ``categorical_hinge``)."""
     import torch
 
-    lo = torch.clamp(x - eps, min=0.0)
-    hi = torch.clamp(x + eps, max=1.0)
+    true = logits.gather(1, labels[:, None])
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return torch.clamp(1.0 + others.max(dim=1).values - true[:, 0], min=0.0).mean()
+
+
+#: The classification losses of the sdp objectives (``TrainConfig.sdp_hinge``).
+SDP_HINGES = {"ww": multiclass_hinge, "cs": crammer_singer_hinge}
+
+
+def sdp_hinge(config: Any) -> Callable:
+    """The classification loss the sdp objectives use under ``config``."""
+    return SDP_HINGES[config.sdp_hinge]
+
+
+def pgd_torch(model: Any, x: Any, labels: Any, eps: float, step: float, steps: int, generator: Any,
+              box: Optional[Any] = (0.0, 1.0)) -> Any:
+    """l_inf PGD on the cross-entropy for adversarial training: uniform random start in the ball, ``steps`` sign
+    steps of size ``step``, each projected onto the ball and ``box`` ([0, 1] by default; None: the ball only).
+    Gradients w.r.t. the inputs only (the parameters' .grad are not touched). Returns the detached adversarial
+    batch."""
+    import torch
+
+    lo, hi = x - eps, x + eps
+    if box is not None:
+        lo, hi = torch.clamp(lo, min=float(box[0])), torch.clamp(hi, max=float(box[1]))
     noise = ((2 * torch.rand(x.shape, generator=generator, dtype=x.dtype) - 1) * eps).to(x.device)
     xa = torch.minimum(torch.maximum(x + noise, lo), hi)
     for _ in range(steps):
@@ -137,7 +164,7 @@ def _at(tr: Any, xb: Any, yb: Any) -> dict:
 
 def _sdp(tr: Any, xb: Any, yb: Any) -> dict:
     # The autograd form; Trainer.step computes the same gradient with the penalty on a worker thread.
-    hinge = multiclass_hinge(tr.model(xb), yb)
+    hinge = sdp_hinge(tr.config)(tr.model(xb), yb)
     pairs = tr.reg.sample_pairs_sharing_class(tr.generator)
     penalty = tr.reg(tr.W, tr.V, pairs)  # includes sdp_lambda and the pair weights
     return {"hinge": hinge, "penalty": penalty, "loss": tr.config.sdp_loss_scale * hinge + penalty}
@@ -161,7 +188,21 @@ def _crown_box(tr: Any, xb: Any, yb: Any) -> dict:
     ce = F.cross_entropy(logits, yb)
     robust = certified_cross_entropy(tr.W, tr.model[0].bias, tr.V, tr.model[2].bias, xb, yb, eps, cfg.input_domain,
                                      cfg.cert_lower_slopes, cfg.cert_interval_weight, check=False)
-    return {"ce": ce, "robust_ce": robust, "loss": kappa * ce + (1.0 - kappa) * robust}
+    out = {"ce": ce, "robust_ce": robust}
+    if cfg.cert_pgd_weight > 0:
+        # The expressive-loss mix: part of the robust term from PGD at the same radius, inside the input box.
+        step = 2.5 * eps / cfg.cert_pgd_steps
+        xa = pgd_torch(tr.model, xb, yb, eps, step, cfg.cert_pgd_steps, tr.generator, cfg.input_domain)
+        out["pgd_ce"] = F.cross_entropy(tr.model(xa), yb)
+        robust = (1.0 - cfg.cert_pgd_weight) * robust + cfg.cert_pgd_weight * out["pgd_ce"]
+    loss = kappa * ce + (1.0 - kappa) * robust
+    if cfg.cert_sdp_lambda > 0:
+        # The SDP dual penalty of the k - 1 pairs sharing a random class (as in sdp), ramped in with the radius.
+        pairs = tr.reg.sample_pairs_sharing_class(tr.generator)
+        out["sdp_penalty"] = tr.reg(tr.W, tr.V, pairs)
+        loss = loss + cfg.cert_sdp_lambda * (eps / cfg.eps_train if cfg.eps_train > 0 else 1.0) * out["sdp_penalty"]
+    out["loss"] = loss
+    return out
 
 
 #: objective name -> loss function; its keys are exactly ``TRAIN_OBJECTIVES`` (the paper's, then the extra ones).

@@ -15,7 +15,7 @@ from ..errors import SdpcertError
 from ..model import TwoLayerNet
 from .config import RESUME_KEYS, TrainConfig
 from .dual import certified_error_from_growth, dual_growth
-from .objectives import batch_losses, multiclass_hinge, spectral_norm_estimate
+from .objectives import batch_losses, sdp_hinge, spectral_norm_estimate
 
 __all__ = ["Trainer", "threads_for", "torch_threads"]
 
@@ -72,9 +72,11 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)  # CPU: batch order, pairs, PGD starts
         self.reg = None
         params = list(self.model.parameters())
-        if config.is_sdp:
+        if config.has_sdp_penalty:
             # On a CUDA device the penalty's eigenpairs come from torch (backend 'auto'), on the CPU from the core.
-            self.reg = DualCertificateRegularizer(k=k, d=d, m=config.hidden, weight=config.sdp_lambda,
+            # crown-box weighs (and ramps) the penalty itself: weight 1 here.
+            weight = config.sdp_lambda if config.is_sdp else 1.0
+            self.reg = DualCertificateRegularizer(k=k, d=d, m=config.hidden, weight=weight,
                                                   max_iter=config.eig_iters).to(self.device)
             params += list(self.reg.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -152,7 +154,7 @@ class Trainer:
         pairs = self.reg.sample_pairs_sharing_class(self.generator)
         pending = self.reg.value_and_grads_async(self.W, self.V, pairs)
         try:
-            hinge = multiclass_hinge(self.model(xb), yb)
+            hinge = sdp_hinge(cfg)(self.model(xb), yb)
             self.optimizer.zero_grad()
             (cfg.sdp_loss_scale * hinge).backward()
         finally:
