@@ -210,6 +210,26 @@ def test_lambda_bound_tight_for_generic_c(name):
     assert lam_b[0] - max(lam, 0.0) <= 1e-6 * scale, (name, lam_b[0], lam)
 
 
+def test_lambda_bound_stays_near_lambda_when_the_estimate_is_low_and_a_t_entry_is_near_its_negative():
+    """Regression (training-time dual certificate): at a clustered top the Lanczos estimate lies below lambda_max by
+    up to ~its residual; shifting c by that estimate left a t-entry of c + mu close to 0, and with mu below lambda_max
+    the proof's shift grew with 1 / (c_l + mu) (a training checkpoint gave a dual bound of 36384 where ~30 was right).
+    On the packaged sdp-nn's pair (0, 1) at its SDP dual with its smallest t-entry set to -1e-6 the bound was 6.8e-4
+    for lambda_max 1.6e-5 (Lanczos residual 9.8e-5); it must stay within twice the residual of lambda_max."""
+    from sdpcert.model import load_pretrained
+
+    net = load_pretrained("sdp-nn")
+    W, V = np.asfortranarray(net.W, dtype=np.float64), np.ascontiguousarray(net.V, dtype=np.float64)
+    pairs = np.array([[0, 1]], dtype=np.int64)
+    c = np.array(core.solve_pair_sdps(W, V, pairs, threads=1)["dual"][0])
+    m = W.shape[0]
+    c[1 + m + int(np.argmin(c[1 + m:]))] = -1e-6
+    est = core.top_eigenpairs(W, V, pairs, c[None], tol=1e-10, max_iter=300, dense_fallback=False)
+    lam = np.linalg.eigvalsh(core.pair_matrix(W, V[0] - V[1]) - np.diag(c))[-1]
+    bound = core.lambda_max_upper_bounds(W, V, pairs, c[None], threads=1)["lambda_bound"][0]
+    assert lam <= bound <= lam + 2.0 * est["residuals"][0], (bound, lam, est["residuals"][0])
+
+
 # ------------------------------------------------------------------------------------------------ spectral norm
 @pytest.mark.parametrize("shape,seed", [((1, 1), 0), ((5, 3), 1), ((3, 5), 2), ((50, 80), 3), ((200, 100), 4),
                                         ((40, 40), 5)])
