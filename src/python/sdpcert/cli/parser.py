@@ -108,7 +108,8 @@ _DATA_HELP = ("the data: a folder of MNIST-format IDX files (MNIST, Fashion-MNIS
 _SPLIT_HELP = "the split of an IDX folder (default: test; an .npz is one set)"
 _MODEL_HELP = ("the model: a file written by TwoLayerNet.save (.npz), an ONNX file (.onnx: [Flatten] -> Gemm | "
                "MatMul+Add -> Relu | Tanh | Sigmoid -> Gemm | MatMul+Add; needs pip install 'sdpcert[onnx]'), or a "
-               "packaged model's name (sdp-nn: the SDP-NN of the paper's recipe)")
+               "packaged model's name (sdp-nn: the SDP-NN of the paper's recipe; sdp-nn-cs: the SDP-NN that meets the "
+               "paper's numbers; crown-box-nn: certified training over the pixel box)")
 
 _JSON_HELP = ("write all numbers to this JSON file (numbers that are not finite, e.g. an unproven pair bound, are "
               "written as null and listed under \"non_finite\")")
