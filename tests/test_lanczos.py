@@ -123,13 +123,7 @@ def test_lanczos_repeated_and_clustered_top(perturb):
 def test_lanczos_cluster_at_zero_from_sdp_dual():
     """c from a converged pair SDP: M − diag c has a cluster of eigenvalues at ≈ 0 (multiplicity ≈ the rank of
     the optimal P), exactly the situation of training and of the rigorous bound."""
-    rng = np.random.default_rng(21)
-    m, d = 50, 50
-    W, V = rng.normal(size=(m, d)), rng.normal(size=(4, m))
-    pairs = np.array([[0, 1], [1, 2], [2, 3], [3, 0]])
-    sol = core.solve_pair_sdps(W, V, pairs, rel_tol=1e-9)
-    assert sol["status"] == ["converged"] * 4
-    cs = sol["dual"]
+    W, V, pairs, cs = sdp_dual_cluster_problem()
     for p, A in enumerate(dense_ops(W, V, pairs, cs)):
         ev = np.linalg.eigvalsh(A)
         scale = np.abs(ev).max()
