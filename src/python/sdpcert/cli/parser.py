@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..experiments.demo import DEFAULT_EPS
     from ..experiments.reproduce.plan import NETWORK_KEYS
     from ..training import TRAIN_OBJECTIVES
+    from ..training.config import SDP_HINGE_NAMES
 
     PER_EXAMPLE = [m for m in ALL_METHODS if METHOD_TABLE[m].uses_input_domain]
     parser = argparse.ArgumentParser(
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--sdp-lambda", type=float, default=0.05, help="penalty weight lambda (default 0.05)")
     tr.add_argument("--sdp-loss-scale", type=float, default=10.0,
                     help="factor on the mean hinge in the sdp objectives (default 10; see docs/design.md §2)")
-    tr.add_argument("--sdp-hinge", choices=("ww", "cs"), default="ww",
+    tr.add_argument("--sdp-hinge", choices=SDP_HINGE_NAMES, default="ww",
                     help="sdp objectives: the multiclass hinge, ww (Weston-Watkins: every wrong class) or cs "
                          "(Crammer-Singer: the closest wrong class) (default ww)")
     tr.add_argument("--eig-iters", type=_pos_int, default=8,

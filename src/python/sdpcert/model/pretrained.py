@@ -5,9 +5,10 @@ penalty at eps = 0.1 on MNIST; docs/design.md §2, training against the certific
 the same objective with the Crammer-Singer hinge and 32 Lanczos matvecs per pair and step, which meets the paper's
 4.2% clean / 35% certified (docs/results/sdpnn-ab: 4.20% / 34.28%); ``load_pretrained("crown-box-nn")`` a
 784-500-10 ReLU net trained against per-example linear-relaxation bounds over the ball intersected with [0, 1]
-(``sdpcert train --objective crown-box``; docs/results/crown-box-nn: certified 9.66% at eps = 0.1 by ``best``). ``available()`` lists them. ``pretrained_info(name)`` returns how it was trained (the command,
-the configuration, the package commit) and what was measured on it when it was packaged (clean, PGD and certified
-error on the 10,000 MNIST test images; records written with ``--box-methods`` also have
+(``sdpcert train --objective crown-box``; docs/results/crown-box-nn: certified 9.66% at eps = 0.1 by ``best``).
+``available()`` lists them. ``pretrained_info(name)`` returns how it was trained (the command, the configuration,
+the package commit) and what was measured on it when it was packaged (clean, PGD and certified error on the 10,000
+MNIST test images; records written with ``--box-methods`` also have
 ``evaluation["box_certificates"]``: per-example certificates such as ``best`` over the ball intersected with the
 input box) -- numbers written by ``tools/package_model.py``, never typed in.
 

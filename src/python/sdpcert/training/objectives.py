@@ -51,9 +51,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from .config import TRAIN_OBJECTIVES
+from .config import SDP_HINGE_NAMES, TRAIN_OBJECTIVES
 
-__all__ = ["multiclass_hinge", "crammer_singer_hinge", "SDP_HINGES", "sdp_hinge", "pgd_torch", "spectral_norm_estimate", "batch_losses", "LOSSES"]
+__all__ = ["multiclass_hinge", "crammer_singer_hinge", "SDP_HINGES", "sdp_hinge", "pgd_torch", "spectral_norm_estimate",
+           "batch_losses", "LOSSES"]
 
 
 def multiclass_hinge(logits: Any, labels: Any) -> Any:
@@ -78,6 +79,7 @@ def crammer_singer_hinge(logits: Any, labels: Any) -> Any:
 
 #: The classification losses of the sdp objectives (``TrainConfig.sdp_hinge``).
 SDP_HINGES = {"ww": multiclass_hinge, "cs": crammer_singer_hinge}
+assert tuple(SDP_HINGES) == SDP_HINGE_NAMES, "SDP_HINGES and SDP_HINGE_NAMES must name the same hinges"
 
 
 def sdp_hinge(config: Any) -> Callable:
