@@ -88,7 +88,7 @@ inline double prove_bipartite_upper(const Mat& G, const Vec& cA, const Vec& cB) 
   S.triangularView<Eigen::Lower>() = H * G.transpose();
   for (Index j = 0; j < a; ++j)
     for (Index i = j; i < a; ++i) S(i, j) = (i == j ? cA(i) : 0.0) - 0.25 * S(i, j);
-  if (!S.triangularView<Eigen::Lower>().toDenseMatrix().allFinite()) return inf;
+  if (!lower_triangle_finite(S)) return inf;
 
   // eta: relative part gamma_{d+4} (||T||_2 + max|cA|), underflow part a eps_K.
   const Mat G_abs = G.cwiseAbs();
@@ -118,12 +118,13 @@ inline double prove_bipartite_upper(const Mat& G, const Vec& cA, const Vec& cB) 
   const double c_sum_up = round_up_sum(c_sum, ad + dd);  // a sum of non-negative floats
 
   const double s_scale = std::max(S.diagonal().cwiseAbs().maxCoeff(), 1e-300);
+  Mat X;  // scratch for every attempt, factorised in place
   auto try_shift = [&](double alpha) -> double {
-    Mat X = S;
+    X = S;
     X.diagonal().array() += alpha;
-    const CholeskyProof chol = cholesky_lower_bound(X);
-    if (!chol.ok) return inf;
     const double r_x = up::mul(kUnitRoundoffRatioUp, X.diagonal().cwiseAbs().maxCoeff());
+    const CholeskyProof chol = cholesky_lower_bound_in_place(X);
+    if (!chol.ok) return inf;
     const double shift = up::add(up::add(up::add(alpha, chol.rho), r_x), eta);
     const double bound = up::add(c_sum_up, up::mul(ad, shift));
     return std::isfinite(bound) ? bound : inf;

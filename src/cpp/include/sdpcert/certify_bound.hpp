@@ -51,7 +51,18 @@ struct CholeskyProof {
   double rho = std::numeric_limits<double>::infinity();
 };
 
-// Attempts (H2) on the symmetric float matrix X (only its lower triangle is read). Destroys nothing.
+// Whether every entry of the lower triangle of A is finite (column by column: no dense temporary; at D ~ 500 the
+// triangularView().toDenseMatrix() this replaces was a 2 MB allocation per check).
+inline bool lower_triangle_finite(const Mat& A) {
+  for (Index j = 0; j < A.cols(); ++j)
+    if (!A.col(j).tail(A.rows() - std::min(j, A.rows())).allFinite()) return false;
+  return true;
+}
+
+// Attempts (H2) on the symmetric float matrix X (only its lower triangle is read), factorising X IN PLACE: its lower
+// triangle then holds the factor (or a partial one when no proof). The copy-free form of cholesky_lower_bound below
+// (Eigen's LLT on a Ref runs the same blocked factorisation on the same storage: the same factor, bit for bit);
+// callers whose X is a scratch copy use it.
 //
 // Underflow term eps_C (per entry of dX, under (U)): entry (i, j), j <= i, of R^T R = X + dX comes from
 // L_ij = (X_ij - sum_{k<j} L_ik L_jk) / L_jj (or times fl(1 / L_jj), which cannot underflow: X finite gives
@@ -59,7 +70,7 @@ struct CholeskyProof {
 // products each err by <= 2^-1075 absolute, and the final division or reciprocal product by <= 2^-1075, which
 // multiplying back by L_jj turns into <= L_jj 2^-1075. With the (1 + gamma) factors these meet, |dX_ij| exceeds
 // its relative part by at most eps_C = (n + max_j L_jj) 2^-1074.
-inline CholeskyProof cholesky_lower_bound(const Mat& X, Mat* factor = nullptr) {
+inline CholeskyProof cholesky_lower_bound_in_place(Mat& X) {
   CholeskyProof out;
   const Index n = X.rows();
   double trace = 0.0;
@@ -67,17 +78,17 @@ inline CholeskyProof cholesky_lower_bound(const Mat& X, Mat* factor = nullptr) {
     if (!(X(i, i) > 0.0) || !std::isfinite(X(i, i))) return out;  // a PD matrix has a positive diagonal
     trace += X(i, i);
   }
-  Eigen::LLT<Mat, Eigen::Lower> llt(X);
+  Eigen::LLT<Eigen::Ref<Mat>, Eigen::Lower> llt(X);
   if (llt.info() != Eigen::Success) return out;
   // Eigen's test is `pivot <= 0`, which lets NaN through: check the factor ourselves (an overflowed off-diagonal
   // entry makes a later pivot NaN; the finiteness check of the whole factor is belt and braces).
-  const Mat& L = llt.matrixLLT();
+  const Mat& L = X;
   double l_max = 0.0;
   for (Index i = 0; i < n; ++i) {
     if (!(L(i, i) > 0.0) || !std::isfinite(L(i, i))) return out;
     l_max = std::max(l_max, L(i, i));
   }
-  if (!L.triangularView<Eigen::Lower>().toDenseMatrix().allFinite()) return out;
+  if (!lower_triangle_finite(L)) return out;
   const double nd = static_cast<double>(n);
   const double g = gamma_n(nd + 2.0);
   const double g_ratio = up::div(g, std::nextafter(1.0 - g, 0.0));  // >= gamma / (1 - gamma)
@@ -87,7 +98,15 @@ inline CholeskyProof cholesky_lower_bound(const Mat& X, Mat* factor = nullptr) {
   if (!std::isfinite(rho)) return out;
   out.rho = rho;
   out.ok = true;
-  if (factor != nullptr) *factor = L;  // lower triangle: the Cholesky factor (an estimate's input, no proof)
+  return out;
+}
+
+// (H2) on X as above, leaving X untouched; `factor`, if given, receives the factor in its lower triangle (an
+// estimate's input, no proof).
+inline CholeskyProof cholesky_lower_bound(const Mat& X, Mat* factor = nullptr) {
+  Mat work = X;
+  const CholeskyProof out = cholesky_lower_bound_in_place(work);
+  if (out.ok && factor != nullptr) factor->swap(work);
   return out;
 }
 
@@ -322,7 +341,7 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
     S(1 + k, 0) = -row_sums(k);
   }
   S(0, 0) = c1(0) - row_sums.sum();
-  if (!S.triangularView<Eigen::Lower>().toDenseMatrix().allFinite()) return out;
+  if (!lower_triangle_finite(S)) return out;
 
   // eta, relative part: upper bounds on the row sums and the trace of T~ from |W|, |v|, g_up (O(md)), each
   // product and sum rounded up.
@@ -356,13 +375,15 @@ inline DualProof prove_lambda_min_lower(const Mat& W, const Vec& Vi, const Vec& 
 
   // Step 4: the smallest shift that lets the Cholesky run, starting from the Lanczos estimate.
   const double s_scale = std::max(S.diagonal().cwiseAbs().maxCoeff(), 1e-300);
+  Mat X;  // one scratch matrix for every attempt (factorised in place; S stays intact)
   auto try_shift = [&](double alpha, Mat* factor = nullptr) {
     out.cholesky_attempts += 1;
-    Mat X = S;
+    X = S;
     X.diagonal().array() += alpha;
-    const CholeskyProof chol = cholesky_lower_bound(X, factor);
-    if (!chol.ok) return false;
     const double r_x = up::mul(ut, X.diagonal().cwiseAbs().maxCoeff());
+    const CholeskyProof chol = cholesky_lower_bound_in_place(X);
+    if (!chol.ok) return false;
+    if (factor != nullptr) factor->swap(X);
     const double block_shift = up::add(up::add(up::add(alpha, chol.rho), r_x), eta);
     const double total = up::add(block_shift, e_v);
     if (!std::isfinite(total)) return false;
