@@ -263,3 +263,46 @@ def test_lanczos_deterministic_and_seed_independent_values():
     c = core.top_eigenpairs(W, V, pairs, cs, seed=4)
     scale = max(np.abs(np.linalg.eigvalsh(A)).max() for A in dense_ops(W, V, pairs, cs))
     np.testing.assert_allclose(a["values"], c["values"], rtol=0, atol=4e-8 * scale)
+
+
+def test_c_ordered_w_is_read_in_place_and_gives_the_same_eigenpairs():
+    """A C-ordered W (how a TwoLayerNet holds it) runs the products as W^T's GEMMs without a copy: the same eigenpairs
+    as the Fortran-ordered W, to rounding."""
+    W, V, pairs, cs = random_problem(80, 70, 4, 9)
+    Wc, Wf = np.ascontiguousarray(W), np.asfortranarray(W)
+    a = core.top_eigenpairs(Wf, V, pairs, cs, tol=1e-10)
+    b = core.top_eigenpairs(Wc, V, pairs, cs, tol=1e-10)
+    scale = max(np.abs(np.linalg.eigvalsh(A)).max() for A in dense_ops(W, V, pairs, cs))
+    np.testing.assert_allclose(b["values"], a["values"], rtol=0, atol=1e-12 * scale)
+    check_against_eigh(W, V, pairs, cs, b, 1e-10)
+    # a non-contiguous view still works (copied by the binding)
+    wide = np.zeros((W.shape[0], 2 * W.shape[1]))
+    wide[:, ::2] = W
+    c = core.top_eigenpairs(wide[:, ::2], V, pairs, cs, tol=1e-10)
+    np.testing.assert_allclose(c["values"], a["values"], rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("tol", [1e-6, 1e-10])
+def test_float32_products_are_answered_in_float64(order, tol):
+    """float32_matvecs with exact residuals: values are float64 Rayleigh quotients, residuals exact float64 ones, and
+    the tolerance holds as for float64 products -- at 1e-10, out of float32's reach, through the float64 finish."""
+    W, V, pairs, cs = random_problem(120, 90, 4, 4)
+    W = np.asarray(W, order=order)
+    res = core.top_eigenpairs(W, V, pairs, cs, tol=tol, float32_matvecs=True)
+    assert all(s in ("converged", "dense_fallback") for s in res["status"])
+    for p, A in enumerate(dense_ops(W, V, pairs, cs)):
+        x = res["vectors"][p]
+        assert res["values"][p] == pytest.approx(x @ A @ x / (x @ x), rel=1e-13, abs=1e-13)
+    check_against_eigh(W, V, pairs, cs, res, tol)
+    if tol == 1e-10:  # float32 products alone cannot get there: the finish ran (more matvecs than at 1e-6)
+        coarse = core.top_eigenpairs(W, V, pairs, cs, tol=1e-6, float32_matvecs=True)
+        assert res["iterations"].sum() > coarse["iterations"].sum()
+
+
+def test_float32_products_without_exact_residuals_stay_estimates():
+    """exact_residuals=False (the training path) is the plain float32 Lanczos: bounded cost, no float64 finish."""
+    W, V, pairs, cs = random_problem(120, 90, 3, 6)
+    res = core.top_eigenpairs(W, V, pairs, cs, tol=1e-12, max_iter=40, float32_matvecs=True,
+                              dense_fallback=False, exact_residuals=False)
+    assert (res["iterations"] <= 40).all()

@@ -89,7 +89,7 @@ def _eigen_inputs():
         W, V = np.asarray(net.W), np.asarray(net.V)
         r = _core.solve_pair_sdps(W, V, NINE, rel_tol=REL_TOL)
         D = 1 + net.m + net.d
-        cs = {"zero": np.zeros((len(NINE), D)), "dual": r["dual"]}
+        cs = {"zero": np.zeros((len(NINE), D)), "dual": r["dual"], "half-dual": r["dual"] / 2}
         start = np.random.default_rng(0).standard_normal(D)
         norms = {name: np.array([abs(sla.eigsh(compare.pair_operator(W, V[i] - V[j], c[p]), k=1, which="LM",
                                                 tol=1e-3, v0=start)[0][0]) for p, (i, j) in enumerate(NINE)])
@@ -103,9 +103,10 @@ class TopEigenpairs:
     """Top eigenpair of M_ij - diag(c) for the 9 pairs (0, j): batched Lanczos vs 9 scipy eigsh calls, tol 1e-6.
 
     ARPACK stops at residual <= tol*|theta|, sdpcert at residual <= tol*||A||; with c = the SDP dual, lambda_max ~ 0,
-    so eigsh runs on A + ||A|| I (same Krylov space) to stop at the same residual."""
+    so eigsh runs on A + ||A|| I (same Krylov space) to stop at the same residual. sdpcert-f32: float32 products,
+    answered in float64 (float32_matvecs=True: float64 Rayleigh quotients and residuals, float64 finish if needed)."""
 
-    params = (HIDDEN, ["zero", "dual"], ["sdpcert", "eigsh"])
+    params = (HIDDEN, ["zero", "half-dual", "dual"], ["sdpcert", "sdpcert-f32", "eigsh"])
     param_names = ["hidden", "c", "solver"]
     timeout = 300
     tol = 1e-6
@@ -122,8 +123,9 @@ class TopEigenpairs:
 
     def time_top_eigenpairs(self, cache, hidden, c, solver):
         W, V = self.d["W"], self.d["V"]
-        if solver == "sdpcert":
-            values = _core.top_eigenpairs(W, V, NINE, self.cs, tol=self.tol)["values"]
+        if solver.startswith("sdpcert"):
+            values = _core.top_eigenpairs(W, V, NINE, self.cs, tol=self.tol,
+                                          float32_matvecs=solver == "sdpcert-f32")["values"]
         else:
             values = compare.eigsh_top(W, V, NINE, self.cs, self.tol, self.shifts, self.d["v0"])
         assert np.all(np.abs(values - self.ref) <= 1e-5 * self.scale), np.abs(values - self.ref) / self.scale

@@ -32,7 +32,8 @@ inline Pairs to_pairs(const pybind11::array& a, Index k) {
   return pairs;
 }
 
-inline void require_network(const Eigen::Ref<const Mat>& W, const RowMat& V) {
+template <class WMat>  // any Eigen matrix of shape (m, d), checked where it lies (no copy)
+void require_network(const WMat& W, const RowMat& V) {
   require(W.rows() >= 1 && W.cols() >= 1, "W must have shape (m, d) with m >= 1 and d >= 1; got " +
                                               shape_str(W.rows(), W.cols()));
   require(V.cols() == W.rows(), "V must have shape (k, m) with m = W.shape[0] = " + std::to_string(W.rows()) +

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <type_traits>
 
 #include "binding_args.hpp"
 #include "binding_results.hpp"
@@ -17,11 +18,13 @@ using namespace sdpcert::bindings;
 
 namespace {
 
-// W is a Ref: a float64 Fortran-ordered array is read in place (the training step passes one), any other layout is
-// copied by pybind11 as before.
-py::dict top_eigenpairs_py(Eigen::Ref<const Mat> W, const RowMat& V, const py::array& pairs_in, const RowMat& cs,
-                           double tol, int max_iter, int basis_size, std::optional<RowMat> start, uint64_t seed,
-                           int threads, bool dense_fallback, bool exact_residuals, bool float32_matvecs) {
+// W arrives as a Ref in either layout, read in place: a float64 Fortran-ordered array (the training step passes one)
+// as W, a C-ordered one (a TwoLayerNet's W) as W^T; any other array is copied by pybind11 (the first overload).
+template <class WRef>
+py::dict top_eigenpairs_py(const WRef& W, const RowMat& V, const py::array& pairs_in, const RowMat& cs, double tol,
+                           int max_iter, int basis_size, std::optional<RowMat> start, uint64_t seed, int threads,
+                           bool dense_fallback, bool exact_residuals, bool float32_matvecs) {
+  constexpr bool row_major = std::is_same_v<WRef, Eigen::Ref<const RowMat>>;
   require_network(W, V);
   const Pairs pairs = to_pairs(pairs_in, V.rows());
   LanczosOptions opt = checked_lanczos_options(tol, max_iter, seed);
@@ -37,13 +40,31 @@ py::dict top_eigenpairs_py(Eigen::Ref<const Mat> W, const RowMat& V, const py::a
   LanczosResult r;
   {
     py::gil_scoped_release release;
-    PairOperator op(W, vs, csT);
-    MatF Wf;
+    auto make_op = [&] {
+      if constexpr (row_major) {
+        const Eigen::Map<const Mat> Wt(W.data(), W.cols(), W.rows());  // C-ordered (m, d) = column-major W^T
+        return PairOperator(PairOperator::Transposed{}, Wt, vs, csT);
+      } else {
+        return PairOperator(W, vs, csT);
+      }
+    };
+    const PairOperator op = make_op();
+    const Mat* s0 = start ? &startT : nullptr;
     if (float32_matvecs) {
-      Wf = W.cast<float>();
-      op.use_float32_products(Wf);
+      // float32 products; with exact_residuals the answer is checked (and if need be finished) in float64.
+      MatF Wf;
+      PairOperator fast = make_op();
+      if constexpr (row_major) {
+        Wf = Eigen::Map<const Mat>(W.data(), W.cols(), W.rows()).template cast<float>();
+        fast.use_float32_products(Wf, true);
+      } else {
+        Wf = W.template cast<float>();
+        fast.use_float32_products(Wf);
+      }
+      r = top_eigenpairs_verified(fast, op, opt, s0);
+    } else {
+      r = top_eigenpairs(op, opt, s0);
     }
-    r = top_eigenpairs(op, opt, start ? &startT : nullptr);
   }
   py::dict out;
   put_eigenpairs(out, r);
@@ -53,14 +74,21 @@ py::dict top_eigenpairs_py(Eigen::Ref<const Mat> W, const RowMat& V, const py::a
 }  // namespace
 
 void register_lanczos(py::module_& m) {
-  m.def("top_eigenpairs", &top_eigenpairs_py, py::arg("W"), py::arg("V"), py::arg("pairs"), py::arg("cs"),
-        py::arg("tol") = 1e-8, py::arg("max_iter") = 600, py::arg("basis_size") = 48, py::arg("start") = py::none(),
-        py::arg("seed") = 0, py::arg("threads") = 0, py::arg("dense_fallback") = true,
-        py::arg("exact_residuals") = true, py::arg("float32_matvecs") = false,
-        "Top eigenpair of M(V[i]-V[j]) - diag(cs[p]) for each pair p = (i, j), by batched Lanczos (Ritz values: "
-        "estimates, not bounds). dense_fallback=False returns the last Ritz pair as 'not_converged' instead of a dense "
-        "solve (training: bounded cost); exact_residuals=False reports Lanczos residual estimates and skips one "
-        "batched matvec; float32_matvecs=True runs the products with W in float32 (estimates for training, ~2x "
-        "faster). W is read in place when it is a float64 Fortran-ordered array. Returns dict(values, vectors (P, D), "
-        "residuals, iterations, status).");
+  const char* doc =
+      "Top eigenpair of M(V[i]-V[j]) - diag(cs[p]) for each pair p = (i, j), by batched Lanczos (Ritz values: "
+      "estimates, not bounds). dense_fallback=False returns the last Ritz pair as 'not_converged' instead of a dense "
+      "solve (training: bounded cost); exact_residuals=False reports Lanczos residual estimates and skips one "
+      "batched matvec; float32_matvecs=True runs the products with W in float32 (~2x faster) and, with "
+      "exact_residuals, reports each vector's float64 Rayleigh quotient and exact residual, finishing in float64 any "
+      "pair that misses tol. W is read in place when it is a float64 array in C or Fortran order. Returns "
+      "dict(values, vectors (P, D), residuals, iterations, status).";
+  // Two overloads: pybind11 first tries each without conversion, so either memory order binds without a copy.
+  m.def("top_eigenpairs", &top_eigenpairs_py<Eigen::Ref<const Mat>>, py::arg("W"), py::arg("V"), py::arg("pairs"),
+        py::arg("cs"), py::arg("tol") = 1e-8, py::arg("max_iter") = 600, py::arg("basis_size") = 48,
+        py::arg("start") = py::none(), py::arg("seed") = 0, py::arg("threads") = 0, py::arg("dense_fallback") = true,
+        py::arg("exact_residuals") = true, py::arg("float32_matvecs") = false, doc);
+  m.def("top_eigenpairs", &top_eigenpairs_py<Eigen::Ref<const RowMat>>, py::arg("W"), py::arg("V"),
+        py::arg("pairs"), py::arg("cs"), py::arg("tol") = 1e-8, py::arg("max_iter") = 600,
+        py::arg("basis_size") = 48, py::arg("start") = py::none(), py::arg("seed") = 0, py::arg("threads") = 0,
+        py::arg("dense_fallback") = true, py::arg("exact_residuals") = true, py::arg("float32_matvecs") = false, doc);
 }

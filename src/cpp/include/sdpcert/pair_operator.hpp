@@ -34,6 +34,12 @@ class PairOperator {
   PairOperator(Eigen::Ref<const Mat> W, const Mat& vs, const Mat& cs)
       : W_(W), vs_(vs), cs_(cs), m_(W.rows()), d_(W.cols()) {}
 
+  // W given as its transpose Wt (d x m): how a C-ordered (m, d) float64 array maps without a copy. The products
+  // are the same GEMMs with the other operand transposed (equal to the W form up to rounding, not bitwise).
+  struct Transposed {};
+  PairOperator(Transposed, Eigen::Ref<const Mat> Wt, const Mat& vs, const Mat& cs)
+      : W_(Wt), vs_(vs), cs_(cs), m_(Wt.cols()), d_(Wt.rows()), w_transposed_(true) {}
+
   // An operator with float32 products only (see use_float32_products): no float64 W exists, so dense() is
   // unavailable (callers use it with dense_fallback off and D >= dense_below).
   PairOperator(Index m, Index d, const Mat& vs, const Mat& cs) : W_(empty()), vs_(vs), cs_(cs), m_(m), d_(d) {}
@@ -71,6 +77,10 @@ class PairOperator {
         run_two(threads, [&] { Wytf.topRows(h).noalias() = Wf_->topRows(h) * Xt; },
                 [&] { Wytf.bottomRows(mm - h).noalias() = Wf_->bottomRows(mm - h) * Xt; });
       Wyt = Wytf.template cast<double>();
+    } else if (w_transposed_) {
+      const Mat Xt = X.bottomRows(dd);
+      run_two(threads, [&] { Wyt.topRows(h).noalias() = W_.leftCols(h).transpose() * Xt; },
+              [&] { Wyt.bottomRows(mm - h).noalias() = W_.rightCols(mm - h).transpose() * Xt; });
     } else {
       const Mat Xt = X.bottomRows(dd);
       run_two(threads, [&] { Wyt.topRows(h).noalias() = W_.topRows(h) * Xt; },
@@ -94,6 +104,9 @@ class PairOperator {
         run_two(threads, [&] { Ytf.topRows(hd).noalias() = Wf_->leftCols(hd).transpose() * Tf; },
                 [&] { Ytf.bottomRows(dd - hd).noalias() = Wf_->rightCols(dd - hd).transpose() * Tf; });
       Y.bottomRows(dd) = Ytf.template cast<double>();
+    } else if (w_transposed_) {
+      run_two(threads, [&] { Y.middleRows(1 + mm, hd).noalias() = W_.topRows(hd) * T; },
+              [&] { Y.bottomRows(dd - hd).noalias() = W_.bottomRows(dd - hd) * T; });
     } else {
       run_two(threads, [&] { Y.middleRows(1 + mm, hd).noalias() = W_.leftCols(hd).transpose() * T; },
               [&] { Y.bottomRows(dd - hd).noalias() = W_.rightCols(dd - hd).transpose() * T; });  // W^T T (GEMM)
@@ -109,8 +122,9 @@ class PairOperator {
     const Index mm = m(), dd = d(), D = rows();
     Mat M = Mat::Zero(D, D);
     const auto v = vs_.col(p);
-    Mat A = W_.transpose() * v.asDiagonal();  // d x m
-    Vec A1 = W_.transpose() * v;
+    const Mat Wt = w_transposed_ ? Mat(W_) : Mat(W_.transpose());
+    Mat A = Wt * v.asDiagonal();  // d x m
+    Vec A1 = Wt * v;
     M.block(1 + mm, 0, dd, 1) = A1;
     M.block(0, 1 + mm, 1, dd) = A1.transpose();
     M.block(1 + mm, 1, dd, mm) = A;
@@ -119,7 +133,7 @@ class PairOperator {
     return M;
   }
 
-  const Eigen::Ref<const Mat>& W() const { return W_; }
+  const Eigen::Ref<const Mat>& W() const { return W_; }  // W, or W^T for an operator built Transposed
   const Mat& vs() const { return vs_; }
   const Mat& cs() const { return cs_; }
 
@@ -128,6 +142,7 @@ class PairOperator {
   const Mat& vs_;
   const Mat& cs_;
   Index m_ = 0, d_ = 0;
+  bool w_transposed_ = false;  // W_ holds W^T (d x m)
   std::optional<Eigen::Ref<const MatF>> Wf_;
   bool wf_transposed_ = false;
 
