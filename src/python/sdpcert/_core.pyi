@@ -72,7 +72,11 @@ def top_eigenpairs(
     exact_residuals: bool = True,
     float32_matvecs: bool = False,
 ) -> EigenpairsDict:
-    """Batched Lanczos: values (P,), vectors (P, D), residuals, iterations, status (list of str). Estimates only."""
+    """Batched Lanczos: values (P,), vectors (P, D), residuals, iterations, status (list of str). Estimates only.
+
+    W is read in place when it is float64 in C or Fortran order. float32_matvecs: products with W in float32; with
+    exact_residuals the values are float64 Rayleigh quotients, the residuals exact float64 ones, and a pair that
+    misses tol is finished in float64 (same tolerance as float64 products)."""
 
 def pair_penalty_step(
     W: npt.ArrayLike,
