@@ -306,3 +306,12 @@ def test_float32_products_without_exact_residuals_stay_estimates():
     res = core.top_eigenpairs(W, V, pairs, cs, tol=1e-12, max_iter=40, float32_matvecs=True,
                               dense_fallback=False, exact_residuals=False)
     assert (res["iterations"] <= 40).all()
+
+
+def test_float32_products_on_a_small_problem_take_the_dense_path():
+    """D below dense_below: the dense solve (float64, from W itself) answers, for either W order."""
+    W, V, pairs, cs = random_problem(20, 15, 3, 8)
+    for order in ("C", "F"):
+        res = core.top_eigenpairs(np.asarray(W, order=order), V, pairs, cs, tol=1e-6, float32_matvecs=True)
+        assert res["status"] == ["dense_small"] * 3
+        check_against_eigh(W, V, pairs, cs, res, 1e-12)
