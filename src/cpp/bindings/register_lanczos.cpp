@@ -40,27 +40,22 @@ py::dict top_eigenpairs_py(const WRef& W, const RowMat& V, const py::array& pair
   LanczosResult r;
   {
     py::gil_scoped_release release;
+    // The matrix the products use: W itself, or for a C-ordered W its column-major view W^T (d x m).
+    auto operand = [&] {
+      if constexpr (row_major) return Eigen::Map<const Mat>(W.data(), W.cols(), W.rows());
+      else return W;
+    };
     auto make_op = [&] {
-      if constexpr (row_major) {
-        const Eigen::Map<const Mat> Wt(W.data(), W.cols(), W.rows());  // C-ordered (m, d) = column-major W^T
-        return PairOperator(PairOperator::Transposed{}, Wt, vs, csT);
-      } else {
-        return PairOperator(W, vs, csT);
-      }
+      if constexpr (row_major) return PairOperator(PairOperator::Transposed{}, operand(), vs, csT);
+      else return PairOperator(W, vs, csT);
     };
     const PairOperator op = make_op();
     const Mat* s0 = start ? &startT : nullptr;
     if (float32_matvecs) {
       // float32 products; with exact_residuals the answer is checked (and if need be finished) in float64.
-      MatF Wf;
+      const MatF Wf = operand().template cast<float>();
       PairOperator fast = make_op();
-      if constexpr (row_major) {
-        Wf = Eigen::Map<const Mat>(W.data(), W.cols(), W.rows()).template cast<float>();
-        fast.use_float32_products(Wf, true);
-      } else {
-        Wf = W.template cast<float>();
-        fast.use_float32_products(Wf);
-      }
+      fast.use_float32_products(Wf, row_major);
       r = top_eigenpairs_verified(fast, op, opt, s0);
     } else {
       r = top_eigenpairs(op, opt, s0);
@@ -83,12 +78,12 @@ void register_lanczos(py::module_& m) {
       "pair that misses tol. W is read in place when it is a float64 array in C or Fortran order. Returns "
       "dict(values, vectors (P, D), residuals, iterations, status).";
   // Two overloads: pybind11 first tries each without conversion, so either memory order binds without a copy.
-  m.def("top_eigenpairs", &top_eigenpairs_py<Eigen::Ref<const Mat>>, py::arg("W"), py::arg("V"), py::arg("pairs"),
-        py::arg("cs"), py::arg("tol") = 1e-8, py::arg("max_iter") = 600, py::arg("basis_size") = 48,
-        py::arg("start") = py::none(), py::arg("seed") = 0, py::arg("threads") = 0, py::arg("dense_fallback") = true,
-        py::arg("exact_residuals") = true, py::arg("float32_matvecs") = false, doc);
-  m.def("top_eigenpairs", &top_eigenpairs_py<Eigen::Ref<const RowMat>>, py::arg("W"), py::arg("V"),
-        py::arg("pairs"), py::arg("cs"), py::arg("tol") = 1e-8, py::arg("max_iter") = 600,
-        py::arg("basis_size") = 48, py::arg("start") = py::none(), py::arg("seed") = 0, py::arg("threads") = 0,
-        py::arg("dense_fallback") = true, py::arg("exact_residuals") = true, py::arg("float32_matvecs") = false, doc);
+  auto define = [&](auto fn) {
+    m.def("top_eigenpairs", fn, py::arg("W"), py::arg("V"), py::arg("pairs"), py::arg("cs"), py::arg("tol") = 1e-8,
+          py::arg("max_iter") = 600, py::arg("basis_size") = 48, py::arg("start") = py::none(), py::arg("seed") = 0,
+          py::arg("threads") = 0, py::arg("dense_fallback") = true, py::arg("exact_residuals") = true,
+          py::arg("float32_matvecs") = false, doc);
+  };
+  define(&top_eigenpairs_py<Eigen::Ref<const Mat>>);
+  define(&top_eigenpairs_py<Eigen::Ref<const RowMat>>);
 }

@@ -251,9 +251,11 @@ LanczosResult top_eigenpairs(const Op& op, const LanczosOptions& opt, const Mat*
   std::mt19937_64 rng(opt.seed ^ 0x5d9cULL);
   std::normal_distribution<double> normal(0.0, 1.0);
   std::vector<detail::LanczosState> st(P);
+  std::vector<char> runs_mask(static_cast<size_t>(P), 0);
+  for (Index p : run) runs_mask[static_cast<size_t>(p)] = 1;
   // The random starts are drawn for every problem in order, so a problem's start does not depend on the subset.
   for (Index p = 0; p < P; ++p) {
-    const bool runs = subset == nullptr || std::find(run.begin(), run.end(), p) != run.end();
+    const bool runs = runs_mask[static_cast<size_t>(p)] != 0;
     if (runs) st[p].Q.resize(D, kmax);
     Vec x(D);
     for (Index i = 0; i < D; ++i) x(i) = normal(rng);
